@@ -114,7 +114,7 @@ CASES = [
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_error_table(program: str, message: str, line: int | None, col: int | None,
                      hint: str | None) -> None:
-    params = {"nope": 1} if "output U @ x\n" == program[-13:] and message == "no param named" \
+    params = {"nope": 1} if program[-13:] == "output U @ x\n" and message == "no param named" \
         else None
     with pytest.raises(TPError) as info:
         load_program(program, params, filename="prog.tp")
@@ -135,7 +135,7 @@ def test_error_table(program: str, message: str, line: int | None, col: int | No
 
 
 def test_cli_errors_exit_1_without_traceback(tmp_path, capsys) -> None:
-    for name, program, message, *_ in CASES:
+    for name, program, *_ in CASES:
         if name == "unknown-override":
             continue
         path = tmp_path / f"{name}.tp"

@@ -78,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p = sub.add_parser("ir", parents=[common], help="print the unrolled typed program")
     p.add_argument("file", metavar="FILE")
+    from . import kernel_cli  # noqa: F401 - registers emit, show, kernel
+
     for extend in EXTENSIONS:
         extend(sub, common)
     return parser
 
 
-# Later stages register their subcommands here (see `kernel_cli.py`).
+# Later stages register their subcommands here (see `kernel_cli.py`), once each.
 EXTENSIONS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
 
 

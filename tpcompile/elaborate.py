@@ -77,8 +77,17 @@ class _Family:
 # ---- numbers -----------------------------------------------------------------------------------
 
 
-def number(text: str) -> sympy.Expr:
+# Limits that keep compilation time bounded on any input (a typo like `T = 50000000` must give
+# an error, not an hour of unrolling).
+MAX_INSTRUCTIONS = 50_000
+MAX_EXPONENT = 400
+
+
+def number(text: str, span: Span | None = None) -> sympy.Expr:
     """An exact number from its decimal spelling ("0.1" is exactly 1/10)."""
+    _, _, exponent = text.lower().partition("e")
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:
+        raise TPError(f"the number {text} is out of range", span)
     return sympy.Rational(text)
 
 
@@ -227,6 +236,7 @@ class Elaborator:
             case S.ForStmt(var, rng, body, span):
                 lo, hi = self.range_(rng)
                 self._fresh_name(var, rng.span)
+                self._check_trip_count(lo, hi, rng.span)
                 for i in range(lo, hi + 1):
                     with self.scope({var: Num(sympy.Integer(i))}):
                         for inner in body:
@@ -240,6 +250,12 @@ class Elaborator:
                         f"the output must be a vector, not {_describe(meaning)}", value.span
                     )
                 self.output = self.materialize(meaning, value.span)
+
+    def _check_trip_count(self, lo: int, hi: int, span: Span) -> None:
+        if hi - lo + 1 > MAX_INSTRUCTIONS:
+            raise TPError(
+                f"the range {lo}..{hi} has more than {MAX_INSTRUCTIONS} elements", span
+            )
 
     def _declared(self, name: str) -> bool:
         return (
@@ -327,6 +343,12 @@ class Elaborator:
     # -- instructions --
 
     def _emit(self, instr: ir.Instr, memo_key: tuple | None) -> str:
+        if len(self.instrs) >= MAX_INSTRUCTIONS:
+            raise TPError(
+                f"the program unrolls to more than {MAX_INSTRUCTIONS} instructions",
+                instr.span,
+                "check loop bounds and params",
+            )
         self.instrs.append(instr)
         self.kinds[instr.out] = instr.kind
         if memo_key is not None:
@@ -500,7 +522,7 @@ class Elaborator:
         return method(e)
 
     def ev_Number(self, e: S.Number) -> Meaning:
-        return Num(number(e.text))
+        return Num(number(e.text, e.span))
 
     def ev_Name(self, e: S.Name) -> Meaning:
         found = self.lookup(e.name, e.span)
@@ -628,6 +650,10 @@ class Elaborator:
             )
         if isinstance(a, Num) and x == 0 and y.is_negative:
             raise TPError("division by zero", e.span)
+        if not (y.is_real and abs(y) <= (64 if isinstance(a, Vec) else MAX_EXPONENT)):
+            raise TPError("this exponent is too large", e.right.span)
+        if isinstance(a, Num) and abs(x) > 1 and float(y) * float(sympy.log(abs(x), 10)) > 400:
+            raise TPError("this number is out of range", e.span)
         return result_type(x**y)
 
     def ev_Compare(self, e: S.Compare) -> Meaning:
@@ -665,6 +691,7 @@ class Elaborator:
         lo, hi = self.range_(e.range)
         if any(e.var in s for s in self.scopes) or e.var in self.params:
             raise TPError(f"`{e.var}` is already defined", e.range.span)
+        self._check_trip_count(lo, hi, e.range.span)
         total: Meaning | None = None
         count = 0
         for i in range(lo, hi + 1):

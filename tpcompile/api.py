@@ -1,0 +1,128 @@
+"""The public API: `tpcompile.compile(source) -> Compiled`, the pipeline behind one call.
+
+    c = tpcompile.compile(src, params={"L": 5})
+    k = c.kernel_fn(x1, x2=None, get=("nngp", "ntk"))   # the neural-tangents call shape
+    c.source   # the generated JAX module;   c.ir   # the typed program;   c.show()
+
+Errors in the program or in the arrays raise `TPError` (rendered with file, line and caret).
+Kernels follow JAX's x64 setting: float64 when `jax_enable_x64` is on, float32 otherwise.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .analysis import KernelGraph
+from .emit import emit_module
+from .errors import KernelInputError, TPError
+from .frontend import load_program
+from .ir import Program
+
+KINDS = ("nngp", "ntk")
+
+
+@functools.cache
+def _result_type(fields: tuple[str, ...]) -> type:
+    return collections.namedtuple("Kernels", fields)
+
+
+class Compiled:
+    """A compiled program: its IR, its kernel graph, the generated module and `kernel_fn`."""
+
+    def __init__(self, program: Program, source_text: str, filename: str) -> None:
+        self.ir = program
+        self.program_text = source_text
+        self.filename = filename
+        try:
+            self.graph = KernelGraph(program)
+            self.nngp_expr = self.graph.nngp()
+            self.ntk_expr = self.graph.ntk()
+        except TPError as err:
+            raise err.with_source(source_text, filename) from None
+        self.source = emit_module(self.graph, self.nngp_expr, self.ntk_expr, filename)
+        namespace: dict[str, Any] = {"__name__": f"tpcompile_generated_{id(self):x}"}
+        # The text is generated from the IR by our printers (never from user text verbatim).
+        exec(builtins.compile(self.source, f"<tpcompile:{filename}>", "exec"), namespace)  # noqa: S102
+        self._module = namespace
+
+    def _kernels(
+        self, x1: jax.Array, x2: jax.Array, want_ntk: bool, same: bool
+    ) -> tuple[jax.Array, jax.Array | None]:
+        diag1 = self._module["diagonal"](x1)
+        diag2 = diag1 if same else self._module["diagonal"](x2)
+        nngp, ntk = self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk)
+        if same:  # the exact kernel is symmetric; remove rounding and sampling asymmetry
+            nngp = (nngp + nngp.T) / 2
+            ntk = None if ntk is None else (ntk + ntk.T) / 2
+        return nngp, ntk
+
+    def kernel_fn(
+        self,
+        x1: Any,
+        x2: Any | None = None,
+        get: str | Sequence[str] | None = ("nngp", "ntk"),
+    ) -> Any:
+        """Infinite-width kernels between the rows of x1 and x2 (x2=None: x1 with itself).
+
+        x has shape (N, d) for `input x`, or (N, T, d) (more axes for more indices) for an indexed
+        input. `get` is "nngp", "ntk", or a tuple of them; a string returns one array, a tuple a
+        named tuple with those fields.
+        """
+        fields = (get,) if isinstance(get, str) else tuple(get or KINDS)
+        for f in fields:
+            if f not in KINDS:
+                raise KernelInputError(f"unknown kernel `{f}`", hint="get is 'nngp' or 'ntk'")
+        a = self._check(x1, "x1")
+        b = None if x2 is None else self._check(x2, "x2")
+        if b is not None and a.shape[-1] != b.shape[-1]:
+            raise KernelInputError(
+                f"x1 has data dimension {a.shape[-1]} but x2 has {b.shape[-1]}"
+            )
+        # Runs op by op: the closed forms and integrands are compiled functions of their own
+        # (see emit.py), so nothing here is traced into one graph that grows with depth.
+        nngp, ntk = self._kernels(a, a if b is None else b, want_ntk="ntk" in fields,
+                                  same=b is None)
+        values = {"nngp": nngp, "ntk": ntk}
+        if isinstance(get, str):
+            return values[get]
+        return _result_type(fields)(*(values[f] for f in fields))
+
+    def _check(self, x: Any, what: str) -> jax.Array:
+        inp = self.ir.input
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # noqa: BLE001 - any unconvertible object is the user's input
+            raise KernelInputError(f"{what} is not an array: {exc}") from None
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ) or np.iscomplexobj(arr):
+            raise KernelInputError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
+        want = ("N", *map(str, inp.shape), "d")
+        if arr.ndim != len(want) or tuple(arr.shape[1:-1]) != inp.shape:
+            raise KernelInputError(
+                f"{what} has shape {arr.shape}; `input {inp.name}` needs ({', '.join(want)})",
+                hint="an indexed input x[1..T] takes arrays of shape (N, T, d)" if inp.shape
+                else "one data vector per row: shape (N, d)",
+            )
+        if arr.shape[0] == 0 or arr.shape[-1] == 0:
+            raise KernelInputError(f"{what} is empty (shape {arr.shape})")
+        if not np.all(np.isfinite(arr)):
+            raise KernelInputError(f"{what} contains NaN or infinite values")
+        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        return jnp.asarray(arr.reshape(arr.shape[0], inp.positions, arr.shape[-1]), dtype=dtype)
+
+
+def compile(  # noqa: A001 - the natural name, as in re.compile
+    source: str, params: Mapping[str, object] | None = None, filename: str = "<string>"
+) -> Compiled:
+    """Compile `.tp` program text into kernels. `params` overrides `param` declarations."""
+    program = load_program(source, params, filename)
+    return Compiled(program, source, filename)

@@ -1,0 +1,725 @@
+"""Closed-form Gaussian expectations E[f(u) g(v)], written once as sympy expressions.
+
+Where this sits in the pipeline: the kernel analysis reduces every NNGP/NTK quantity to
+expectations of functions of jointly Gaussian, zero-mean G values; after expanding sums it asks
+`pair_expectation(f, g, u, v)` for each pair of atoms (and `mean_expectation` for single ones).
+What comes back is a sympy expression in `S11, S12, S22` (the 2x2 covariance of (u, v)) that the
+emitter prints to JAX with `tpcompile.functions.JaxPrinter`. `None` means "no closed form known":
+the analysis then falls back to quadrature or Monte Carlo (THEORY §6).
+
+Three exact engines cover the table, chosen by the shape of the atoms:
+- Gaussian-exponential polynomials, u**p * exp(-a*u**2 + b*u) * (products of sin/cos of linear
+  arguments): exact by completing the square and differentiating the moment generating function
+  (Isserlis/Wick, exp*exp, sin/cos, exp(-u**2) from erf', GeluPrime' all fall here). These never
+  need a guard: the normaliser det(I + 2 diag(a, b) S) is >= 1 for a, b >= 0.
+- Positively homogeneous kinked powers, ReluPow(±u, m) (Step for m = 0) against each other or
+  against plain powers v**n: the arc-cosine kernels (Cho & Saul), computed for any orders by
+  integrating in polar coordinates, then rewritten with guarded building blocks.
+- Named smooth atoms: erf (Williams' arcsine kernel, and erf x step as an orthant probability),
+  exact GELU and its derivative (THEORY §5), and Stein's lemma for polynomial x smooth atom:
+  E[v**q phi(u)] = S12 E[v**(q-1) phi'(u)] + (q-1) S22 E[v**(q-2) phi(u)].
+Plus linearity, numeric coefficients and scales (phi(b*u) is phi of a Gaussian with variance
+b**2 S11), and parity (odd x even is exactly 0 for zero means).
+
+Numerical safety (THEORY §10 trap 7): angles are `atan2(SafeSqrt(S11*S22 - S12**2), S12)`, which is
+exactly 0 on the diagonal and differentiable inside; no arccos, no division by sqrt(1 - c**2),
+no unguarded division by sqrt(S11*S22). Ratios that are bounded but 0/0 at a zero variance (they
+occur only between kinked atoms of different orders) go through `SafeDiv`. Every formula is then
+finite at |correlation| = 1 and at zero variances. At a zero variance a kinked expectation is
+discontinuous (Step(0) = 0 but E[Step(u)] = 1/2 for any S11 > 0); the formulas return a finite
+limit value there, not necessarily the value at the degenerate point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+import sympy
+
+from tpcompile.functions import Gelu, GeluPrime, Relu, ReluPow, SafeDiv, SafeSqrt, Step
+
+__all__ = [
+    "S11",
+    "S12",
+    "S22",
+    "TABLE_CASES",
+    "U",
+    "V",
+    "mean_expectation",
+    "pair_expectation",
+]
+
+S11, S12, S22 = sympy.symbols("S11 S12 S22", real=True)
+#: The Gaussian variables used by `TABLE_CASES` (f is a function of U, g of V).
+U, V = sympy.symbols("u v", real=True)
+
+_PI = sympy.pi
+
+
+def _gap() -> sympy.Expr:
+    """S11*S22 - S12**2 = det(S) >= 0, written as q²(1 - c)(1 + c) with c = S12/q, q = √(S11 S22).
+
+    The plain difference is ill-conditioned where it matters most: compilers contract
+    `S11*S22 - S12**2` into a fused multiply-add, which returns the rounding error of S12² (≈1e-17
+    S²) instead of 0 for identical inputs, and √det then moves the angle by 1e-8. In IEEE
+    arithmetic √(s·s) = s exactly, so c is exactly ±1 for identical (or opposite) inputs and this
+    form is exactly 0 there, FMA or not.
+    """
+    q = sympy.sqrt(S11 * S22)
+    c = SafeDiv(S12, q)
+    return S11 * S22 * (1 - c) * (1 + c)
+
+
+def _angle() -> sympy.Expr:
+    """theta = arccos(S12/sqrt(S11*S22)) in [0, pi], written so it is finite everywhere and
+    exactly 0 when S12**2 = S11*S22 > 0 (atan2(0, positive) = 0; atan2(0, 0) = 0 in JAX)."""
+    return sympy.atan2(SafeSqrt(_gap()), S12)
+
+
+def _swap(expr: sympy.Expr) -> sympy.Expr:
+    """The same expectation with the roles of the two variables exchanged."""
+    return expr.xreplace({S11: S22, S22: S11})
+
+
+def _scale(expr: sympy.Expr, b1: sympy.Expr, b2: sympy.Expr) -> sympy.Expr:
+    """E[f(b1 u) g(b2 v)] from E[f(u) g(v)]: (b1 u, b2 v) is Gaussian with scaled covariance."""
+    if b1 == 1 and b2 == 1:
+        return expr
+    return expr.xreplace({S11: b1**2 * S11, S12: b1 * b2 * S12, S22: b2**2 * S22})
+
+
+# ------------------------------------------------------------------------------------------------
+# Atoms: what one term of an expanded side can be.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Qep:
+    """x**p * exp(-a x**2) * sum_k w_k exp(beta_k x): a Gaussian-exponential polynomial.
+
+    Real exponentials give real beta; sin/cos are expanded by Euler into imaginary beta with
+    complex weights, and the real part is taken at the end.
+    """
+
+    p: int
+    a: sympy.Expr
+    waves: tuple[tuple[sympy.Expr, sympy.Expr], ...]
+
+    @property
+    def poly_only(self) -> bool:
+        """A plain power x**p (a constant when p == 0)."""
+        return self.a.is_zero and self.waves == ((sympy.S.One, sympy.S.Zero),)
+
+
+@dataclass(frozen=True)
+class _Kink:
+    """ReluPow(sign*x, n) for n >= 1, Step(sign*x) for n == 0."""
+
+    n: int
+    sign: int
+
+
+@dataclass(frozen=True)
+class _Smooth:
+    """A named smooth atom name(scale*x), name in {"erf", "gelu", "geluprime"}."""
+
+    name: str
+    scale: sympy.Expr
+
+
+_Atom = _Qep | _Kink | _Smooth
+
+
+@dataclass(frozen=True)
+class _Term:
+    """coeff * expr; expr is the atom as a sympy expression of var (kept for Stein and parity)."""
+
+    coeff: sympy.Expr
+    atom: _Atom
+    expr: sympy.Expr
+    var: sympy.Symbol
+
+
+_CONST = _Qep(0, sympy.S.Zero, ((sympy.S.One, sympy.S.Zero),))
+_SMOOTH_NAMES: dict[type, str] = {sympy.erf: "erf", Gelu: "gelu", GeluPrime: "geluprime"}
+
+
+def _numeric_real(x: sympy.Expr) -> bool:
+    return bool(x.is_number and x.is_extended_real and x.is_finite)
+
+
+def _poly_coeffs(arg: sympy.Expr, var: sympy.Symbol, degree: int) -> list[sympy.Expr] | None:
+    """[c0, c1, ..., c_degree] if arg is a polynomial in var of at most that degree with real
+    numeric coefficients, else None."""
+    try:
+        poly = sympy.Poly(arg, var)
+    except sympy.PolynomialError:
+        return None
+    if poly.degree() > degree:
+        return None
+    coeffs = [poly.coeff_monomial(var**k) for k in range(degree + 1)]
+    if not all(_numeric_real(c) for c in coeffs):
+        return None
+    # Float(0.0) != 0 in sympy; exact zeros keep the structural tests below simple and correct.
+    return [sympy.S.Zero if c.is_zero else c for c in coeffs]
+
+
+def _linear_scale(arg: sympy.Expr, var: sympy.Symbol) -> sympy.Expr | None:
+    """b if arg == b*var with b a nonzero real number (zero means: no offsets allowed)."""
+    coeffs = _poly_coeffs(arg, var, 1)
+    if coeffs is None or not coeffs[0].is_zero or coeffs[1].is_zero:
+        return None
+    return coeffs[1]
+
+
+def _classify(dep: sympy.Expr, var: sympy.Symbol) -> tuple[sympy.Expr, _Atom] | None:
+    """Split a product of var-dependent factors into (numeric coefficient, atom), or None."""
+    coeff: sympy.Expr = sympy.S.One
+    p = 0
+    a: sympy.Expr = sympy.S.Zero
+    lin: sympy.Expr = sympy.S.Zero
+    trig: list[tuple[str, sympy.Expr, sympy.Expr]] = []
+    kinks: list[tuple[int, int]] = []
+    smooth: list[tuple[str, sympy.Expr]] = []
+
+    for factor in sympy.Mul.make_args(dep):
+        base, exp = factor, sympy.S.One
+        if factor.is_Pow:
+            base, exp = factor.base, factor.exp
+            if not (exp.is_Integer and exp > 0):
+                return None
+        times = int(exp)
+        if base == var:
+            p += times
+        elif isinstance(base, sympy.exp):
+            cs = _poly_coeffs(base.args[0], var, 2)
+            if cs is None or cs[2] > 0:
+                return None  # not Gaussian-integrable (exp(+x**2)) or not polynomial
+            coeff *= sympy.exp(times * cs[0])
+            lin += times * cs[1]
+            a -= times * cs[2]
+        elif isinstance(base, sympy.sin | sympy.cos):
+            cs = _poly_coeffs(base.args[0], var, 1)
+            if cs is None:
+                return None
+            kind = "sin" if isinstance(base, sympy.sin) else "cos"
+            trig.extend([(kind, cs[1], cs[0])] * times)
+        elif isinstance(base, Relu | Step | ReluPow):
+            b = _linear_scale(base.args[0], var)
+            if b is None:
+                return None
+            n = 1 if isinstance(base, Relu) else 0 if isinstance(base, Step) else int(base.args[1])
+            # Positive homogeneity: ReluPow(b x, n) = |b|**n ReluPow(sign(b) x, n).
+            coeff *= abs(b) ** (n * times)
+            kinks.append((n * times, 1 if b > 0 else -1))
+        elif type(base) in _SMOOTH_NAMES:
+            b = _linear_scale(base.args[0], var)
+            if b is None or times != 1:
+                return None
+            smooth.append((_SMOOTH_NAMES[type(base)], b))
+        else:
+            return None
+
+    if smooth:
+        if len(smooth) > 1 or p or not a.is_zero or not lin.is_zero or trig or kinks:
+            return None
+        return coeff, _Smooth(*smooth[0])
+
+    if kinks:
+        if not a.is_zero or not lin.is_zero or trig:
+            return None
+        signs = {s for _, s in kinks}
+        if len(signs) > 1:
+            # relu(x)*relu(-x) and friends vanish identically (Step(0) = 0).
+            return sympy.S.Zero, _CONST
+        sign = signs.pop()
+        # x**p on the half-line sign*x > 0 is sign**p (sign*x)**p: it raises the kinked order.
+        return coeff * sign**p, _Kink(sum(n for n, _ in kinks) + p, sign)
+
+    # Euler: cos(c x + d) = (e^{i d} e^{i c x} + e^{-i d} e^{-i c x})/2, sin likewise with 1/(2i).
+    waves: dict[sympy.Expr, sympy.Expr] = {sympy.S.Zero: sympy.S.One}
+    for kind, c, d in trig:
+        new: dict[sympy.Expr, sympy.Expr] = {}
+        plus = sympy.exp(sympy.I * d) / 2
+        minus = sympy.exp(-sympy.I * d) / 2
+        if kind == "sin":
+            plus, minus = plus / sympy.I, -minus / sympy.I
+        for beta, w in waves.items():
+            for shift, weight in ((sympy.I * c, plus), (-sympy.I * c, minus)):
+                key = sympy.expand(beta + shift)
+                new[key] = sympy.expand(new.get(key, sympy.S.Zero) + w * weight)
+        waves = {k: w for k, w in new.items() if not w.is_zero}
+    if not waves:
+        return sympy.S.Zero, _CONST
+    items = tuple(sorted(((w, sympy.expand(beta + lin)) for beta, w in waves.items()), key=str))
+    return coeff, _Qep(p, a, items)
+
+
+def _parse_side(f: Any, var: sympy.Symbol, other: sympy.Symbol) -> list[_Term] | None:
+    """Linear decomposition of f (a function of var only) into terms coeff * atom."""
+    f = sympy.sympify(f)
+    if f.has(other):
+        return None
+    terms: list[_Term] = []
+    for term in sympy.Add.make_args(sympy.expand(f)):
+        if term.is_zero:
+            continue
+        coeff, dep = term.as_independent(var, as_Add=False)
+        if dep == 1:
+            terms.append(_Term(coeff, _CONST, sympy.S.One, var))
+            continue
+        classified = _classify(dep, var)
+        if classified is None:
+            return None
+        extra, atom = classified
+        if extra.is_zero:
+            continue
+        terms.append(_Term(coeff * extra, atom, dep, var))
+    return terms
+
+
+def _parity(expr: sympy.Expr, var: sympy.Symbol) -> int | None:
+    """0 if expr is even in var, 1 if odd, None if neither (or undecided)."""
+    mirrored = expr.xreplace({var: -var})
+    if sympy.expand(mirrored - expr) == 0:
+        return 0
+    if sympy.expand(mirrored + expr) == 0:
+        return 1
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine 1: Gaussian-exponential polynomials.
+# ------------------------------------------------------------------------------------------------
+
+# Placeholders: the tilted covariance S' (real) and the MGF arguments.
+_A11, _A12, _A22 = sympy.symbols("_A11 _A12 _A22", real=True)
+_BETA, _GAMMA = sympy.symbols("_beta _gamma")
+
+
+@cache
+def _mgf_poly(p: int, q: int) -> sympy.Expr:
+    """P with d^p/dbeta^p d^q/dgamma^q exp(Q) = P exp(Q), Q = (A11 b^2 + 2 A12 b g + A22 g^2)/2.
+
+    Differentiating the moment generating function p and q times brings down u**p v**q.
+    """
+    poly: sympy.Expr = sympy.S.One
+    dq_beta = _A11 * _BETA + _A12 * _GAMMA
+    dq_gamma = _A12 * _BETA + _A22 * _GAMMA
+    for _ in range(p):
+        poly = sympy.expand(sympy.diff(poly, _BETA) + poly * dq_beta)
+    for _ in range(q):
+        poly = sympy.expand(sympy.diff(poly, _GAMMA) + poly * dq_gamma)
+    return poly
+
+
+def _re_im(expr: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """Real and imaginary parts of a polynomial in the real placeholders with complex numbers."""
+    re_part: sympy.Expr = sympy.S.Zero
+    im_part: sympy.Expr = sympy.S.Zero
+    for term in sympy.Add.make_args(sympy.expand(expr)):
+        num, rest = term.as_independent(_A11, _A12, _A22, as_Add=False)
+        re_part += sympy.re(num) * rest
+        im_part += sympy.im(num) * rest
+    return re_part, im_part
+
+
+def _qep_pair(f: _Qep, g: _Qep) -> sympy.Expr:
+    """E[f(u) g(v)] for two Gaussian-exponential polynomials.
+
+    exp(-a u^2 - b v^2) times the N(0, S) density is det(I + 2 diag(a, b) S)^(-1/2) times the
+    N(0, S') density with S' = (S^-1 + 2 diag(a, b))^-1 = S (I + 2 diag(a, b) S)^-1 (no inverse of
+    S needed, so singular S is fine). Under N(0, S'), E[u^p v^q exp(beta u + gamma v)] is the
+    (p, q)-th derivative of the MGF exp((beta, gamma) S' (beta, gamma)^T / 2).
+    """
+    poly = _mgf_poly(f.p, g.p)
+    total: sympy.Expr = sympy.S.Zero
+    for w1, b1 in f.waves:
+        for w2, b2 in g.waves:
+            x_re, x_im = _re_im(w1 * w2 * poly.xreplace({_BETA: b1, _GAMMA: b2}))
+            quad = (_A11 * b1**2 + 2 * _A12 * b1 * b2 + _A22 * b2**2) / 2
+            q_re, q_im = _re_im(quad)
+            # Re[(x_re + i x_im) e^{q_re + i q_im}]
+            total += sympy.exp(q_re) * (x_re * sympy.cos(q_im) - x_im * sympy.sin(q_im))
+    a, b = f.a, g.a
+    if a.is_zero and b.is_zero:
+        # power_exp=False keeps each exponential whole: exp(-S11/2)*exp(S12) would overflow to
+        # 0*inf for large variances where exp(S12 - S11/2) is perfectly finite.
+        return sympy.expand(total.xreplace({_A11: S11, _A12: S12, _A22: S22}), power_exp=False)
+    # det(I + 2 diag(a, b) S) = 1 + 2a S11 + 2b S22 + 4ab det(S) >= 1: no guard needed.
+    delta = 1 + 2 * a * S11 + 2 * b * S22 + 4 * a * b * _gap()
+    tilted = {
+        _A11: (S11 + 2 * b * _gap()) / delta,
+        _A12: S12 / delta,
+        _A22: (S22 + 2 * a * _gap()) / delta,
+    }
+    return total.xreplace(tilted) / sympy.sqrt(delta)
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine 2: kinked powers (arc-cosine kernels of any orders).
+# ------------------------------------------------------------------------------------------------
+
+_PHI, _TH = sympy.symbols("_phi _theta", real=True)
+_R1, _R2 = sympy.symbols("_r1 _r2", positive=True)  # sqrt(S11), sqrt(S22)
+_SG = sympy.symbols("_sg", nonnegative=True)  # SafeSqrt(det S) = sqrt(S11 S22) sin(theta)
+_THETA = sympy.symbols("_Theta", real=True)  # placeholder for the guarded angle
+
+
+@cache
+def _angular_integral(m: int, n: int, both: bool) -> sympy.Expr:
+    """I(theta) = integral of cos(phi)**m cos(phi - theta)**n over the region where the kinked
+    factors are positive: phi in (theta - pi/2, pi/2) if both are kinked, (-pi/2, pi/2) if only
+    the first is (theta in [0, pi]). Returned as a polynomial in sin(theta), cos(theta), theta."""
+    lower = _TH - _PI / 2 if both else -_PI / 2
+    total: sympy.Expr = sympy.S.Zero
+    for j in range(n + 1):
+        # cos(phi - theta)**n expanded binomially in cos(phi) cos(theta) + sin(phi) sin(theta).
+        anti = sympy.integrate(sympy.cos(_PHI) ** (m + n - j) * sympy.sin(_PHI) ** j, _PHI)
+        value = anti.subs(_PHI, _PI / 2) - anti.subs(_PHI, lower)
+        total += sympy.binomial(n, j) * sympy.cos(_TH) ** (n - j) * sympy.sin(_TH) ** j * value
+    return sympy.expand(sympy.expand_trig(total))
+
+
+def _root_power(s: sympy.Expr, k: int) -> sympy.Expr:
+    """sqrt(s)**k written as s**(k//2) * SafeSqrt(s)**(k%2): exact powers where possible."""
+    return s ** (k // 2) * SafeSqrt(s) ** (k % 2)
+
+
+@cache
+def _kink_pair(m: int, n: int, both: bool) -> sympy.Expr:
+    """E[ReluPow(u, m) h(v)] with h = ReluPow(v, n) if both else v**n (Step for order 0).
+
+    Polar coordinates: with u = sqrt(S11) r cos(phi), v = sqrt(S22) r cos(phi - theta),
+    E = S11^(m/2) S22^(n/2) R_{m+n} I(theta) / (2 pi), R_k = int r^(k+1) e^{-r^2/2} dr
+    = 2^(k/2) Gamma(k/2 + 1). Then sin/cos(theta) = SafeSqrt(det S)/q, S12/q (q = sqrt(S11 S22))
+    are substituted and the powers of q cancel for equal orders (giving the familiar algebraic
+    forms); what does not cancel is guarded by SafeDiv.
+    """
+    radial = 2 ** sympy.Rational(m + n, 2) * sympy.gamma(sympy.Rational(m + n, 2) + 1)
+    angular = _angular_integral(m, n, both).xreplace(
+        {
+            sympy.cos(_TH): S12 / (_R1 * _R2),
+            sympy.sin(_TH): _SG / (_R1 * _R2),
+        }
+    )
+    angular = angular.xreplace({_TH: _THETA})
+    expr = sympy.expand(_R1**m * _R2**n * radial * angular / (2 * _PI))
+    # SafeSqrt(det S)**2 = S11 S22 - S12**2 keeps only first powers of the guarded root.
+    expr = sympy.expand(
+        expr.replace(
+            lambda e: e.is_Pow and e.base == _SG and e.exp.is_Integer and e.exp >= 2,
+            lambda e: _SG ** (e.exp % 2) * (_R1**2 * _R2**2 - S12**2) ** (e.exp // 2),
+        )
+    )
+    exact: sympy.Expr = sympy.S.Zero
+    guarded: dict[tuple[int, int], sympy.Expr] = {}
+    for term in sympy.Add.make_args(expr):
+        powers = term.as_powers_dict()
+        e1, e2 = int(powers.get(_R1, 0)), int(powers.get(_R2, 0))
+        rest = term.xreplace({_R1: 1, _R2: 1})
+        numerator = rest * _root_power(S11, max(e1, 0)) * _root_power(S22, max(e2, 0))
+        if e1 >= 0 and e2 >= 0:
+            exact += numerator
+        else:
+            key = (max(-e1, 0), max(-e2, 0))
+            guarded[key] = guarded.get(key, sympy.S.Zero) + numerator
+    for (d1, d2), numerator in sorted(guarded.items()):
+        exact += SafeDiv(sympy.factor_terms(numerator), _root_power(S11, d1) * _root_power(S22, d2))
+    return exact.xreplace({_THETA: _angle(), _SG: SafeSqrt(_gap())})
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine 3: named smooth atoms.
+# ------------------------------------------------------------------------------------------------
+
+
+def _erf_erf() -> sympy.Expr:
+    # Williams: (2/pi) arcsin(2 S12 / sqrt((1 + 2 S11)(1 + 2 S22))), as an atan2 whose second
+    # argument is >= sqrt(1 + 2 S11 + 2 S22) >= 1, so no guard and no singular derivative.
+    return 2 / _PI * sympy.atan2(2 * S12, sympy.sqrt((1 + 2 * S11) * (1 + 2 * S22) - 4 * S12**2))
+
+
+def _erf_step() -> sympy.Expr:
+    # erf(u) = 2 Phi(sqrt(2) u) - 1 and E[Phi(sqrt(2) u) 1{v > 0}] = P(sqrt(2) u - e > 0, v > 0)
+    # (e ~ N(0, 1) independent) = 1/4 + arcsin(rho)/(2 pi), so E = arcsin(rho)/pi with
+    # rho = sqrt(2) S12 / sqrt((1 + 2 S11) S22). As atan2: finite when S22 = 0.
+    return sympy.atan2(sympy.sqrt(2) * S12, SafeSqrt(S22 + 2 * _gap())) / _PI
+
+
+def _gelu_parts() -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+    """p = S11 S22, P = (1 + S11)(1 + S22), delta = sqrt(P - S12**2) >= 1 (THEORY §5)."""
+    big = (1 + S11) * (1 + S22)
+    return S11 * S22, big, sympy.sqrt(big - S12**2)
+
+
+def _gelu_gelu() -> sympy.Expr:
+    p, big, delta = _gelu_parts()
+    ang = sympy.atan2(S12, delta)
+    return ((S12**2 + p * delta**2) / (big * delta) + S12 * ang) / (2 * _PI) + S12 / 4
+
+
+def _geluprime_geluprime() -> sympy.Expr:
+    p, big, delta = _gelu_parts()
+    ang = sympy.atan2(S12, delta)
+    return (
+        (1 / delta**2 + (1 - p) / big + 1) * S12 / (2 * _PI * delta)
+        + sympy.S(1) / 4
+        + ang / (2 * _PI)
+    )
+
+
+def _smooth_mean(name: str) -> sympy.Expr:
+    if name == "erf":
+        return sympy.S.Zero  # odd function, zero mean
+    if name == "gelu":
+        # Stein: E[u Phi(u)] = S11 E[phi(u)] = S11 / sqrt(2 pi (1 + S11)).
+        return S11 / sympy.sqrt(2 * _PI * (1 + S11))
+    # E[Phi(u)] = 1/2 by symmetry, E[u phi(u)] = 0 (odd).
+    return sympy.S.Half
+
+
+_SMOOTH_PAIRS = {
+    ("erf", "erf"): _erf_erf,
+    ("gelu", "gelu"): _gelu_gelu,
+    ("geluprime", "geluprime"): _geluprime_geluprime,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Dispatch.
+# ------------------------------------------------------------------------------------------------
+
+
+def _pair_atoms(t1: _Term, t2: _Term) -> sympy.Expr | None:
+    """E[t1.expr(u) t2.expr(v)] (coefficients excluded); u has variance S11, v has S22."""
+    f, g = t1.atom, t2.atom
+
+    if isinstance(f, _Qep) and isinstance(g, _Qep):
+        return _qep_pair(f, g)
+
+    if isinstance(f, _Kink) and isinstance(g, _Kink):
+        return _kink_pair(f.n, g.n, True).xreplace({S12: f.sign * g.sign * S12})
+    if isinstance(f, _Kink) and isinstance(g, _Qep) and g.poly_only:
+        return _kink_pair(f.n, g.p, False).xreplace({S12: f.sign * S12})
+    if isinstance(g, _Kink) and isinstance(f, _Qep) and f.poly_only:
+        result = _pair_atoms(t2, t1)
+        return None if result is None else _swap(result)
+
+    # Zero means: (u, v) and (-u, -v) have the same law, so odd x even vanishes.
+    pf, pg = _parity(t1.expr, t1.var), _parity(t2.expr, t2.var)
+    if pf is not None and pg is not None and pf != pg:
+        return sympy.S.Zero
+
+    if isinstance(f, _Smooth) and isinstance(g, _Qep) and g.poly_only:
+        if g.p == 0:
+            return _scale(_smooth_mean(f.name), f.scale, 1)
+        return _stein(t1, g.p)
+    if isinstance(g, _Smooth) and isinstance(f, _Qep) and f.poly_only:
+        result = _pair_atoms(t2, t1)
+        return None if result is None else _swap(result)
+
+    if isinstance(f, _Smooth) and isinstance(g, _Smooth):
+        build = _SMOOTH_PAIRS.get((f.name, g.name))
+        return None if build is None else _scale(build(), f.scale, g.scale)
+
+    if isinstance(f, _Smooth) and f.name == "erf" and isinstance(g, _Kink) and g.n == 0:
+        return _scale(_erf_step(), f.scale, g.sign)
+    if isinstance(g, _Smooth) and g.name == "erf" and isinstance(f, _Kink) and f.n == 0:
+        return _swap(_scale(_erf_step(), g.scale, f.sign))
+
+    return None
+
+
+def _stein(smooth: _Term, q: int) -> sympy.Expr | None:
+    """E[phi(u) v**q] = S12 E[phi'(u) v**(q-1)] + (q-1) S22 E[phi(u) v**(q-2)] (Stein's lemma
+    applied to v; valid because phi is smooth, unlike Step whose autodiff derivative is 0)."""
+    u, v = smooth.var, sympy.Dummy("v", real=True)
+    first = _pair_exprs(sympy.diff(smooth.expr, u), v ** (q - 1), u, v)
+    if first is None:
+        return None
+    result = S12 * first
+    if q >= 2:
+        second = _pair_exprs(smooth.expr, v ** (q - 2), u, v)
+        if second is None:
+            return None
+        result += (q - 1) * S22 * second
+    return result
+
+
+def _pair_exprs(f: Any, g: Any, u: sympy.Symbol, v: sympy.Symbol) -> sympy.Expr | None:
+    side_f = _parse_side(f, u, v)
+    side_g = _parse_side(g, v, u)
+    if side_f is None or side_g is None:
+        return None
+    total: sympy.Expr = sympy.S.Zero
+    for t1 in side_f:
+        for t2 in side_g:
+            value = _pair_atoms(t1, t2)
+            if value is None:
+                return None
+            total += t1.coeff * t2.coeff * value
+    return total
+
+
+@lru_cache(maxsize=4096)
+def _pair_cached(f: sympy.Expr, g: sympy.Expr, u: sympy.Symbol, v: sympy.Symbol) -> Any:
+    return _pair_exprs(f, g, u, v)
+
+
+def pair_expectation(
+    f: sympy.Expr, g: sympy.Expr, u: sympy.Symbol, v: sympy.Symbol
+) -> sympy.Expr | None:
+    """E[f(u) g(v)] for (u, v) ~ N(0, [[S11, S12], [S12, S22]]) (ZERO means), as an expression in
+    S11, S12, S22; None if no closed form is known.
+
+    f may depend only on u and g only on v. Sums are expanded here (linearity) and coefficients
+    free of u and v pass through; each term must be a recognised atom (module docstring).
+    """
+    if u == v:
+        raise ValueError("pair_expectation needs two distinct variables")
+    return _pair_cached(sympy.sympify(f), sympy.sympify(g), u, v)
+
+
+# The second variable of a mean: g = 1 does not depend on it, so the result has S11 only.
+_MEAN_PARTNER = sympy.Dummy("mean_partner", real=True)
+
+
+def mean_expectation(f: sympy.Expr, u: sympy.Symbol) -> sympy.Expr | None:
+    """E[f(u)] for u ~ N(0, S11); None if unknown."""
+    return _pair_cached(sympy.sympify(f), sympy.S.One, u, _MEAN_PARTNER)
+
+
+# ------------------------------------------------------------------------------------------------
+# The cases the table supports, for tests (and docs): (label, f(U), g(V)); g = 1 for a mean.
+# ------------------------------------------------------------------------------------------------
+
+
+def _core_cases() -> list[tuple[str, sympy.Expr, sympy.Expr]]:
+    u, v, one = U, V, sympy.S.One
+    gauss_u, gauss_v = sympy.exp(-(u**2)), sympy.exp(-(v**2))
+    half_gauss_u = sympy.exp(-(u**2) / 2)
+    return [
+        # Same-family pairs.
+        ("relu*relu", Relu(u), Relu(v)),
+        ("step*step", Step(u), Step(v)),
+        ("relu_pow2*relu_pow2", ReluPow(u, 2), ReluPow(v, 2)),
+        ("relu_pow3*relu_pow3", ReluPow(u, 3), ReluPow(v, 3)),
+        ("relu_pow4*relu_pow4", ReluPow(u, 4), ReluPow(v, 4)),
+        ("relu(2u)*relu(-v)", Relu(2 * u), Relu(-v)),
+        ("erf*erf", sympy.erf(u), sympy.erf(v)),
+        ("erf(2u)*erf(-v/2)", sympy.erf(2 * u), sympy.erf(-v / 2)),
+        ("exp(-u^2)*exp(-v^2)", gauss_u, gauss_v),
+        ("exp(-u^2/2)*exp(-3v^2)", sympy.exp(-(u**2) / 2), sympy.exp(-3 * v**2)),
+        ("gelu*gelu", Gelu(u), Gelu(v)),
+        ("gelu(2u)*gelu(v/2)", Gelu(2 * u), Gelu(v / 2)),
+        ("geluprime*geluprime", GeluPrime(u), GeluPrime(v)),
+        ("exp*exp", sympy.exp(u / 2), sympy.exp(-v)),
+        ("sin*sin", sympy.sin(u), sympy.sin(2 * v)),
+        ("sin*cos", sympy.sin(u), sympy.cos(v)),
+        ("cos*cos", sympy.cos(2 * u), sympy.cos(v / 2)),
+        ("sin(u+1)*cos(2v-1/2)", sympy.sin(u + 1), sympy.cos(2 * v - sympy.S.Half)),
+        ("sin^2*cos^2", sympy.sin(u) ** 2, sympy.cos(v) ** 2),
+        ("u*v", u, v),
+        ("u^2*v^2", u**2, v**2),
+        ("u^3*v", u**3, v),
+        ("u^3*v^3", u**3, v**3),
+        ("u^4*v^2", u**4, v**2),
+        # Mixed pairs.
+        ("relu*step", Relu(u), Step(v)),
+        ("step*relu(-v)", Step(u), Relu(-v)),
+        ("relu(2u)*step(-v/3)", Relu(2 * u), Step(-v / 3)),
+        ("relu*relu_pow2", Relu(u), ReluPow(v, 2)),
+        ("relu_pow2*step", ReluPow(u, 2), Step(v)),
+        ("relu_pow3*relu", ReluPow(u, 3), Relu(v)),
+        ("u*relu", u, Relu(v)),
+        ("u^2*relu", u**2, Relu(v)),
+        ("relu*v^3", Relu(u), v**3),
+        ("step*v", Step(u), v),
+        ("step*v^2", Step(u), v**2),
+        ("u*relu(u)*relu(v)", u * Relu(u), Relu(v)),
+        ("u*step(-u)*v^2", u * Step(-u), v**2),
+        ("erf*v", sympy.erf(u), v),
+        ("erf(2u)*v^3", sympy.erf(2 * u), v**3),
+        ("u^2*erf", u**2, sympy.erf(v)),
+        ("erf*step", sympy.erf(u), Step(v)),
+        ("step(-u)*erf(v/2)", Step(-u), sympy.erf(v / 2)),
+        ("erf*exp(-v^2)", sympy.erf(u), gauss_v),
+        ("erf*cos", sympy.erf(u), sympy.cos(v)),
+        ("u*gelu", u, Gelu(v)),
+        ("gelu*v^2", Gelu(u), v**2),
+        ("u*geluprime", u, GeluPrime(v)),
+        ("geluprime*v^3", GeluPrime(u), v**3),
+        ("u^2*exp(-u^2)*exp(-v^2)", u**2 * gauss_u, gauss_v),
+        ("u^2*exp(-u^2/2)*v*exp(-v^2/2)", u**2 * half_gauss_u, v * sympy.exp(-(v**2) / 2)),
+        ("exp(-u^2)*cos", gauss_u, sympy.cos(v)),
+        ("sin*exp(-v^2)", sympy.sin(u), gauss_v),
+        ("exp*sin", sympy.exp(u), sympy.sin(v)),
+        ("u*sin", u, sympy.sin(v)),
+        ("u^2*exp", u**2, sympy.exp(v / 2)),
+        ("exp(u)*cos(u)*exp(v)", sympy.exp(u) * sympy.cos(u), sympy.exp(v)),
+        # Means.
+        ("E relu", Relu(u), one),
+        ("E step", Step(u), one),
+        ("E relu_pow2", ReluPow(u, 2), one),
+        ("E relu_pow3", ReluPow(u, 3), one),
+        ("E relu(-2u)", Relu(-2 * u), one),
+        ("E erf", sympy.erf(u), one),
+        ("E exp(-u^2)", gauss_u, one),
+        ("E gelu", Gelu(u), one),
+        ("E gelu(3u)", Gelu(3 * u), one),
+        ("E geluprime", GeluPrime(u), one),
+        ("E exp", sympy.exp(u), one),
+        ("E sin", sympy.sin(u), one),
+        ("E cos(2u)", sympy.cos(2 * u), one),
+        ("E u^2", u**2, one),
+        ("E u^3", u**3, one),
+        ("E u^4", u**4, one),
+        ("E u^2*exp(-u^2/2)", u**2 * sympy.exp(-(u**2) / 2), one),
+    ]
+
+
+def _rule_cases() -> Iterator[tuple[str, sympy.Expr, sympy.Expr]]:
+    """Every builtin rule's NNGP pair, NTK (derivative) pair and mean, where the table has them,
+    so a new rule in `tpcompile.rules` is tested without editing this list."""
+    from tpcompile.rules import RULES  # local: rules is a leaf module, but keep imports one-way
+
+    for rule in RULES.values():
+        if not rule.vector:
+            continue
+        for numbers in rule.examples:
+            nums = [sympy.sympify(x) for x in numbers]
+            tag = rule.name + (f"({', '.join(str(x) for x in numbers)})" if numbers else "")
+            f, g = rule.build(U, *nums), rule.build(V, *nums)
+            candidates = [
+                (f"rule {tag}", f, g),
+                (f"rule {tag}'", sympy.diff(f, U), sympy.diff(g, V)),
+                (f"rule E {tag}", f, sympy.S.One),
+            ]
+            for label, a, b in candidates:
+                if pair_expectation(a, b, U, V) is not None:
+                    yield label, a, b
+
+
+@cache
+def _table_cases() -> tuple[tuple[str, sympy.Expr, sympy.Expr], ...]:
+    cases = _core_cases() + list(_rule_cases())
+    unsupported = [label for label, f, g in cases if pair_expectation(f, g, U, V) is None]
+    if unsupported:
+        raise AssertionError(f"TABLE_CASES lists unsupported entries: {unsupported}")
+    return tuple(cases)
+
+
+#: (label, f(U), g(V)) for every pair and mean the table supports; computed on first access.
+TABLE_CASES: list[tuple[str, sympy.Expr, sympy.Expr]]
+
+
+def __getattr__(name: str) -> Any:
+    # TABLE_CASES is computed on first use (it evaluates the table), not at import time, so
+    # importing the compiler stays cheap.
+    if name == "TABLE_CASES":
+        return list(_table_cases())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

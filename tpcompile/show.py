@@ -1,0 +1,54 @@
+"""`tpcompile show`: the derived kernel recursion, printed as mathematics.
+
+One line per quantity of the kernel graph, in the order they are computed: the derivation a
+person would otherwise do by hand. A quantity read at (a, b) is written plainly; at (a, a) or
+(b, b), the variance of one input, it carries `[a,a]` or `[b,b]`.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .analysis import ClosedForm, DataGram, NumericSpec, parse_ref, side_symbol
+from .ir import format_expr
+
+
+def _renamer(graph) -> dict[sympy.Symbol, sympy.Symbol]:
+    names = {}
+    for node in graph.nodes:
+        for side, suffix in (("X", ""), ("L", "[a,a]"), ("R", "[b,b]")):
+            names[side_symbol(side, node.id)] = sympy.Symbol(node.label.split(" (")[0] + suffix)
+    return names
+
+
+def _text(expr: sympy.Expr, names: dict, latex: bool) -> str:
+    expr = sympy.sympify(expr).xreplace(names)
+    return sympy.latex(expr) if latex else format_expr(expr)
+
+
+def derivation(compiled, latex: bool = False) -> str:
+    graph = compiled.graph
+    names = _renamer(graph)
+    lines = [
+        f"# Infinite-width kernels of {compiled.filename}, derived by the Master Theorem",
+        "# a, b: two inputs; [a,a], [b,b]: a quantity of one input with itself.",
+        "# Σ: covariance of G values; E[f · g']: f at input a, g at input b; "
+        "D: covariance of backward vectors (gradient independence).",
+    ]
+    for node in graph.nodes:
+        f = node.formula
+        if isinstance(f, DataGram):
+            rhs = "data inner product"
+        elif isinstance(f, NumericSpec):
+            args = ", ".join(_text(e, names, latex) for e in (f.cov[0][0], f.cov[0][-1]))
+            rhs = f"numerically by {f.method} over a Gaussian with covariance entries {args}, ..."
+        else:
+            rhs = _text(f.substituted() if isinstance(f, ClosedForm) else f, names, latex)
+        where = "  [per input]" if node.diagonal_only else ""
+        lines.append(f"{node.label.split(' (')[0]} = {rhs}{where}")
+    lines.append(f"NNGP = {_text(compiled.nngp_expr, names, latex)}")
+    lines.append(f"NTK = {_text(compiled.ntk_expr, names, latex)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["derivation", "parse_ref"]
