@@ -75,10 +75,9 @@ class NumericSpec:
 
     @property
     def method(self) -> str:
-        dims = len(self.lvars) + len(self.rvars)
-        return "gauss-hermite" if dims <= 2 and max(len(self.lvars), len(self.rvars)) <= 1 else (
-            "monte-carlo"
-        )
+        if len(self.lvars) <= 1 and len(self.rvars) <= 1:
+            return "Gauss-Legendre quadrature split at the kinks"
+        return "Monte Carlo"
 
 
 @dataclass
@@ -286,6 +285,12 @@ class KernelGraph:
         zero_mean = all(m == 0 for m in means.values())
         if zero_mean and _is_odd(f * g, (*fv, *gv)):
             return self.node(key, sympy.Integer(0), label)
+        pieces = [(cf * cg, tf, tg) for cf, tf in _terms(f, True) for cg, tg in _terms(g, True)]
+        if len(pieces) > 1 and all(self._exact(tf, tg) for _, tf, tg in pieces):
+            # e.g. (g + h)·relu(z) or erf(u)(1 + u): every piece has an exact form.
+            return self.memo.setdefault(
+                key, sum((c * self._expect_product(tf, tg) for c, tf, tg in pieces), 0)
+            )
         if zero_mean and len(fv) == 1 and len(gv) == 1:
             closed = pair_expectation(f.xreplace({fv[0]: U}), g.xreplace({gv[0]: V}), U, V)
             if closed is not None:
@@ -299,7 +304,24 @@ class KernelGraph:
                     for e, x, y in ((f, fv, U), (g, gv, V))
                 )
                 return self.node(key, _closed(closed, args, pair), label)
-        return self.node(key, self._numeric(f, g, fv, gv, means), label + " (numerical)")
+        return self.node(key, self._numeric(f, g, fv, gv, means), label)
+
+    def _exact(self, f: sympy.Expr, g: sympy.Expr) -> bool:
+        """Whether E[f g'] has an exact form (polynomial, parity, table) — no numerics."""
+        fv, gv = list(f.free_symbols), list(g.free_symbols)
+        if _is_polynomial(f, fv) and _is_polynomial(g, gv):
+            return True
+        if any(self.mean(v.name) != 0 for v in (*fv, *gv)):
+            return False
+        if _is_odd(f * g, (*fv, *gv)):
+            return True
+        if len(fv) > 1 or len(gv) > 1:
+            return False
+        fu = f.xreplace({fv[0]: U}) if fv else f
+        gw = g.xreplace({gv[0]: V}) if gv else g
+        if not fv or not gv:
+            return mean_expectation(gw if not fv else fu, V if not fv else U) is not None
+        return pair_expectation(fu, gw, U, V) is not None
 
     def _mean_of(self, f: sympy.Expr) -> sympy.Expr:
         """E[f(Z(a))] as a diagonal quantity (references read at (a, a))."""
@@ -322,7 +344,7 @@ class KernelGraph:
                 args = (to_side(self.cov(fv[0].name, fv[0].name), "L"),)
                 formula = _closed(closed, args, ir.format_expr(f.xreplace({fv[0]: U})))
             else:
-                formula, label = self._numeric(f, None, fv, [], means), label + " (numerical)"
+                formula = self._numeric(f, None, fv, [], means)
         return self.node(key, formula, label, diagonal_only=True)
 
     def _pair_cov(self, x: tuple[str, sympy.Symbol], y: tuple[str, sympy.Symbol]) -> sympy.Expr:
@@ -470,9 +492,11 @@ def _closed(template: sympy.Expr, args: tuple[sympy.Expr, ...], pair: str) -> ob
     return ClosedForm(template, args, pair)
 
 
-def _terms(expr: sympy.Expr) -> list[tuple[sympy.Expr, sympy.Expr]]:
-    """expr as Σ coefficient · product, coefficients numbers."""
-    expr = sympy.expand(sympy.sympify(expr))
+def _terms(expr: sympy.Expr, expand: bool = False) -> list[tuple[sympy.Expr, sympy.Expr]]:
+    """expr as Σ coefficient · product, coefficients numbers. Products of sums are multiplied
+    out only with `expand` (see `_expect_group`)."""
+    expr = sympy.sympify(expr)
+    expr = sympy.expand(expr) if expand else sympy.expand(expr, deep=False, mul=False)
     out = []
     for term in sympy.Add.make_args(expr):
         factors = sympy.Mul.make_args(term)

@@ -147,7 +147,8 @@ class _Module:
             rhs = self.numeric(f, context)
         else:
             rhs = _print(f, context)
-        return f"n{node.id} = {rhs}  # {node.label}"
+        numerical = " (numerical)" if isinstance(f, NumericSpec) else ""
+        return f"n{node.id} = {rhs}  # {node.label}{numerical}"
 
 
 def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str) -> str:

@@ -17,7 +17,7 @@ def _renamer(graph) -> dict[sympy.Symbol, sympy.Symbol]:
     names = {}
     for node in graph.nodes:
         for side, suffix in (("X", ""), ("L", "[a,a]"), ("R", "[b,b]")):
-            names[side_symbol(side, node.id)] = sympy.Symbol(node.label.split(" (")[0] + suffix)
+            names[side_symbol(side, node.id)] = sympy.Symbol(node.label + suffix)
     return names
 
 
@@ -35,6 +35,7 @@ def derivation(compiled, latex: bool = False) -> str:
         "# Σ: covariance of G values; E[f · g']: f at input a, g at input b; "
         "D: covariance of backward vectors (gradient independence).",
     ]
+    templates: dict[str, ClosedForm] = {}
     for node in graph.nodes:
         f = node.formula
         if isinstance(f, DataGram):
@@ -42,12 +43,20 @@ def derivation(compiled, latex: bool = False) -> str:
         elif isinstance(f, NumericSpec):
             args = ", ".join(_text(e, names, latex) for e in (f.cov[0][0], f.cov[0][-1]))
             rhs = f"numerically by {f.method} over a Gaussian with covariance entries {args}, ..."
+        elif isinstance(f, ClosedForm):
+            templates.setdefault(f.pair, f)
+            rhs = f"E[{f.pair}]({', '.join(_text(a, names, latex) for a in f.args)})"
         else:
-            rhs = _text(f.substituted() if isinstance(f, ClosedForm) else f, names, latex)
+            rhs = _text(f, names, latex)
         where = "  [per input]" if node.diagonal_only else ""
-        lines.append(f"{node.label.split(' (')[0]} = {rhs}{where}")
+        lines.append(f"{node.label} = {rhs}{where}")
     lines.append(f"NNGP = {_text(compiled.nngp_expr, names, latex)}")
     lines.append(f"NTK = {_text(compiled.ntk_expr, names, latex)}")
+    if templates:
+        lines.append("# Closed forms used, (u, v) ~ N(0, [[S11, S12], [S12, S22]]), u ~ N(0, S11):")
+    for pair, cf in templates.items():
+        params = ", ".join(["S11", "S12", "S22"][: len(cf.args)])
+        lines.append(f"E[{pair}]({params}) = {_text(cf.template, {}, latex)}")
     return "\n".join(lines) + "\n"
 
 

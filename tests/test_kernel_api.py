@@ -1,0 +1,175 @@
+"""The kernel compiler's surface: compile(), kernel_fn's call shape and input checks, and the
+emit / show / kernel commands."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import tpcompile
+from tpcompile import TPError
+from tpcompile.cli import main
+
+jax.config.update("jax_enable_x64", True)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.tp"))
+MLP = (ROOT / "examples" / "mlp.tp").read_text()
+RNN = (ROOT / "examples" / "rnn.tp").read_text()
+
+
+@pytest.fixture(scope="module")
+def mlp() -> tpcompile.Compiled:
+    return tpcompile.compile(MLP, params={"L": 2})
+
+
+@pytest.fixture(scope="module")
+def rnn() -> tpcompile.Compiled:
+    return tpcompile.compile(RNN, params={"T": 3})
+
+
+def rows(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (rows(5), "has shape (5,)"),
+        (rows(2, 3, 4), "has shape (2, 3, 4)"),
+        (np.zeros((0, 3)), "is empty"),
+        (np.zeros((3, 0)), "is empty"),
+        (np.array([[1.0, np.nan]]), "NaN or infinite"),
+        (np.array([[1.0, np.inf]]), "NaN or infinite"),
+        (np.array([["a", "b"]]), "real numeric array"),
+        (np.array([[1 + 2j, 0]]), "real numeric array"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(mlp: tpcompile.Compiled, x: np.ndarray,
+                                     message: str) -> None:
+    with pytest.raises(TPError, match="x1") as info:
+        mlp.kernel_fn(x)
+    assert message in info.value.message
+
+
+def test_indexed_input_shape_is_checked(rnn: tpcompile.Compiled) -> None:
+    with pytest.raises(TPError, match=r"needs \(N, 3, d\)"):
+        rnn.kernel_fn(rows(4, 5, 2))
+    with pytest.raises(TPError, match="shape"):
+        rnn.kernel_fn(rows(4, 2))
+
+
+def test_data_dimension_mismatch(mlp: tpcompile.Compiled) -> None:
+    with pytest.raises(TPError, match="x1 has data dimension 3 but x2 has 4"):
+        mlp.kernel_fn(rows(2, 3), rows(2, 4))
+
+
+def test_get_shapes_and_dtype(mlp: tpcompile.Compiled) -> None:
+    x1, x2 = rows(5, 3), rows(7, 3, seed=1)
+    both = mlp.kernel_fn(x1, x2)
+    assert both._fields == ("nngp", "ntk")
+    assert both.nngp.shape == both.ntk.shape == (5, 7)
+    assert both.ntk.dtype == np.float64
+    ntk = mlp.kernel_fn(x1, x2, get="ntk")
+    np.testing.assert_array_equal(ntk, both.ntk)
+    only = mlp.kernel_fn(x1, x2, get=("nngp",))
+    assert only._fields == ("nngp",)
+    np.testing.assert_array_equal(only.nngp, both.nngp)
+    with pytest.raises(TPError, match="unknown kernel"):
+        mlp.kernel_fn(x1, get="cntk")
+
+
+def test_lists_and_float32_inputs_are_accepted(mlp: tpcompile.Compiled) -> None:
+    x = rows(3, 2)
+    a = mlp.kernel_fn(x.tolist(), get="nngp")
+    b = mlp.kernel_fn(x.astype(np.float32), get="nngp")
+    np.testing.assert_allclose(a, b, rtol=1e-6)  # float32 input rounding, computed in float64
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_gives_finite_symmetric_psd_kernels(path: Path) -> None:
+    c = tpcompile.compile(path.read_text(), filename=str(path))
+    x = rows(6, *c.ir.input.shape, 3)
+    k = c.kernel_fn(x)
+    for m in (np.asarray(k.nngp), np.asarray(k.ntk)):
+        assert np.all(np.isfinite(m))
+        np.testing.assert_array_equal(m, m.T)
+        eig = np.linalg.eigvalsh(m)
+        assert eig.min() >= -1e-10 * eig.max()
+
+
+def test_width_averages_are_refused_with_a_location() -> None:
+    src = "input x\nweight U ~ N(0, 1)\ng = U @ x\noutput layernorm(g)\n"
+    with pytest.raises(TPError, match="not yet supported") as info:
+        tpcompile.compile(src, filename="ln.tp")
+    assert str(info.value).startswith("ln.tp:4:")
+
+
+def test_numerical_quantities_are_labelled() -> None:
+    c = tpcompile.compile((ROOT / "examples" / "gated.tp").read_text())
+    assert "rt.gauss_pair(" in c.source and "(numerical)" in c.source
+    assert "rt.gauss_pair(" not in tpcompile.compile(MLP).source  # relu: closed forms only
+
+
+def test_emit_writes_a_standalone_module(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "k.py"
+    assert main(["emit", str(ROOT / "examples" / "rnn.tp"), "-o", str(out)]) == 0
+    tree = ast.parse(out.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported == {"jax", "tpcompile"}
+    namespace: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)
+    x = jax.numpy.asarray(rows(3, 5, 2))
+    diag = namespace["diagonal"](x)
+    nngp, ntk = namespace["cross"](x, x, diag, diag)
+    assert nngp.shape == ntk.shape == (3, 3)
+
+
+def test_show_prints_the_recursion(capsys) -> None:
+    assert main(["show", str(ROOT / "examples" / "resnet.tp"), "-D", "L=2"]) == 0
+    out = capsys.readouterr().out
+    assert "NNGP = " in out and "NTK = " in out and "E[relu(u)·relu(v)](S11, S12, S22)" in out
+    assert main(["show", "--latex", str(ROOT / "examples" / "mlp.tp")]) == 0
+    latex = capsys.readouterr().out
+    assert "NTK = " in latex and "\\operatorname{atan}_{2}" in latex
+
+
+def test_kernel_command_contract(tmp_path: Path, capsys) -> None:
+    x1, x2 = rows(4, 3), rows(2, 3, seed=1)
+    np.save(tmp_path / "a.npy", x1)
+    np.save(tmp_path / "b.npy", x2)
+    out = tmp_path / "k.npz"
+    src = ROOT / "examples" / "mlp.tp"
+    assert main(["kernel", str(src), "--x", str(tmp_path / "a.npy"), "--x2",
+                 str(tmp_path / "b.npy"), "-D", "L=2", "-o", str(out)]) == 0
+    with np.load(out) as k:
+        assert set(k.files) == {"nngp", "ntk"}
+        assert k["nngp"].dtype == k["ntk"].dtype == np.float64
+        assert k["ntk"].shape == (4, 2)
+        expected = tpcompile.compile(MLP, params={"L": 2}).kernel_fn(x1, x2)
+        np.testing.assert_allclose(k["ntk"], expected.ntk, rtol=1e-14)
+        np.testing.assert_allclose(k["nngp"], expected.nngp, rtol=1e-14)
+
+
+def test_kernel_command_without_data_uses_demo_inputs(capsys) -> None:
+    assert main(["kernel", str(ROOT / "examples" / "rnn.tp")]) == 0
+    out = capsys.readouterr().out
+    assert "built-in demo inputs" in out and "NTK =" in out
+
+
+def test_kernel_command_bad_data_is_exit_1(tmp_path: Path, capsys) -> None:
+    np.save(tmp_path / "bad.npy", np.array([[np.nan, 1.0]]))
+    assert main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x",
+                 str(tmp_path / "bad.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "NaN" in err and "Traceback" not in err
+    assert main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x",
+                 str(tmp_path / "missing.npy")]) == 1
+    assert "cannot read" in capsys.readouterr().err
