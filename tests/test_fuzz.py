@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tpcompile.elaborate as elaborate
+import tpcompile.values as values
 from tpcompile import TPError, load_program
 from tpcompile.ir import Program
 
@@ -40,7 +40,7 @@ def outcome(text: str) -> Program | TPError:
 
 @pytest.fixture(autouse=True)
 def small_programs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(elaborate, "MAX_INSTRUCTIONS", 2_000)
+    monkeypatch.setattr(values, "MAX_INSTRUCTIONS", 2_000)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
