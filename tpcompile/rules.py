@@ -143,3 +143,30 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in _RULE_LIST}
 def rule_names() -> list[str]:
     """Names of all builtin nonlinearities, sorted (for name checks and hints)."""
     return sorted(RULES)
+
+
+def markdown_table() -> str:
+    """The builtins table of docs/language.md, generated from RULES (`python -m tpcompile.rules`).
+
+    The last column says how the kernel compiler evaluates E[φ(u) φ(v)] and E[φ'(u) φ'(v)] for
+    zero-mean arguments: in closed form (table of `closed_forms`) or numerically.
+    """
+    from tpcompile.closed_forms import U, V, pair_expectation  # the table's user, not a dep
+
+    rows = ["| builtin | meaning | kernel: E[φφ'] / E[φ'φ'] |", "|---|---|---|"]
+    for rule in _RULE_LIST:
+        args = ", ".join(["e", *rule.numbers])
+        if not rule.vector:
+            how = "scalars only"
+        else:
+            nums = [sympy.sympify(n) for n in rule.examples[0]]
+            f, g = rule.build(U, *nums), rule.build(V, *nums)
+            forms = [pair_expectation(f, g, U, V), pair_expectation(f.diff(U), g.diff(V), U, V)]
+            how = " / ".join("closed form" if e is not None else "numerical" for e in forms)
+        doc = rule.doc.replace("|", "\\|")
+        rows.append(f"| `{rule.name}({args})` | {doc} | {how} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
