@@ -451,7 +451,7 @@ def test_primitive_conventions() -> None:
 def test_printer_output_format() -> None:
     assert to_jax(Relu(X)) == "jax.nn.relu(x)"
     assert to_jax(Step(X)) == "jnp.where(x > 0, 1.0, 0.0)"
-    assert to_jax(SafeSqrt(X)) == "jnp.sqrt(jnp.maximum(x, 0))"
+    assert to_jax(SafeSqrt(X)) == "jnp.where(x > 0, jnp.sqrt(jnp.where(x > 0, x, 1.0)), 0.0)"
     assert to_jax(sympy.erf(X)) == "jax.scipy.special.erf(x)"
     assert to_jax(Sigmoid(X)) == "jax.nn.sigmoid(x)"
     assert to_jax(Softplus(X)) == "jax.nn.softplus(x)"
@@ -547,3 +547,12 @@ def test_rule_values_and_checks() -> None:
         "sqrt",
     }
     assert required <= set(RULES)
+
+
+def test_safe_sqrt_has_a_finite_gradient_at_zero() -> None:
+    # Kernels stay differentiable in their inputs on the diagonal (correlation ±1): the guarded
+    # square root's gradient at 0 is 0, not inf or NaN.
+    x = sympy.Symbol("x", real=True)
+    f = lambdify_jax(SafeSqrt(x), [x])
+    assert float(jax.grad(lambda t: f(t))(0.0)) == 0.0
+    assert float(jax.grad(lambda t: f(t))(4.0)) == 0.25

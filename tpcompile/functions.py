@@ -62,10 +62,33 @@ def _std_normal_pdf(x: sympy.Expr) -> sympy.Expr:
     return sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)
 
 
-class Relu(sympy.Function):
-    """relu(x) = max(x, 0). Derivative: Step (the autodiff convention, 0 at the kink)."""
+class _Primitive(sympy.Function):
+    """A real function of one argument: subclasses define `derivative(x)`, and `_evalf_via` (a
+    sympy function to rewrite to) when they evaluate numerically through another form."""
 
     nargs = 1
+    _evalf_via: Any = None
+
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        raise NotImplementedError
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        if argindex != 1:
+            raise ArgumentIndexError(self, argindex)
+        return self.derivative(self.args[0])
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        if self._evalf_via is None:
+            return None
+        return self.rewrite(self._evalf_via)._eval_evalf(prec)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+
+class Relu(_Primitive):
+    """relu(x) = max(x, 0). Derivative: Step (the autodiff convention, 0 at the kink)."""
+
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -73,22 +96,17 @@ class Relu(sympy.Function):
             return x if x.is_positive else sympy.S.Zero
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        return Step(self.args[0])
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        return Step(x)
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 
-class Step(sympy.Function):
+class Step(_Primitive):
     """step(x) = 1 for x > 0, else 0 (so Step(0) = 0). Derivative: 0, never a Dirac delta."""
 
-    nargs = 1
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -96,15 +114,11 @@ class Step(sympy.Function):
             return sympy.S.One if x.is_positive else sympy.S.Zero
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
         # The autodiff convention (THEORY §10 trap 6): a delta here would make every NTK with a
         # step/sign nonlinearity infinite, while the finite network's gradient is exactly 0.
         return sympy.S.Zero
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
@@ -143,10 +157,10 @@ class ReluPow(sympy.Function):
         return True if self.args[0].is_extended_real else None
 
 
-class Gelu(sympy.Function):
+class Gelu(_Primitive):
     """Exact GELU: x * Phi(x), Phi the standard normal CDF. Derivative: GeluPrime."""
 
-    nargs = 1
+    _evalf_via = sympy.erf
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -157,25 +171,19 @@ class Gelu(sympy.Function):
             return x * _std_normal_cdf(x)
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        return GeluPrime(self.args[0])
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        return GeluPrime(x)
 
     def _eval_rewrite_as_erf(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
         return x * _std_normal_cdf(x)
 
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return self.rewrite(sympy.erf)._eval_evalf(prec)
-
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
 
-class GeluPrime(sympy.Function):
+
+class GeluPrime(_Primitive):
     """Derivative of exact GELU: Phi(x) + x*phi(x). Derivative: (2 - x**2)*phi(x)."""
 
-    nargs = 1
+    _evalf_via = sympy.erf
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -185,10 +193,7 @@ class GeluPrime(sympy.Function):
             return _std_normal_cdf(x) + x * _std_normal_pdf(x)
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        x = self.args[0]
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
         # Written with sympy builtins (not a new primitive) so the closed-form table sees a
         # polynomial times a Gaussian, which it integrates exactly.
         return (2 - x**2) * sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)
@@ -196,17 +201,13 @@ class GeluPrime(sympy.Function):
     def _eval_rewrite_as_erf(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
         return _std_normal_cdf(x) + x * _std_normal_pdf(x)
 
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return self.rewrite(sympy.erf)._eval_evalf(prec)
-
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
 
-class Sigmoid(sympy.Function):
+
+class Sigmoid(_Primitive):
     """Logistic sigmoid 1/(1 + exp(-x)). Derivative: Sigmoid*(1 - Sigmoid)."""
 
-    nargs = 1
+    _evalf_via = sympy.exp
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -216,29 +217,23 @@ class Sigmoid(sympy.Function):
             return 1 / (1 + sympy.exp(-x))
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        s = Sigmoid(self.args[0])
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        s = Sigmoid(x)
         return s * (1 - s)
 
     def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
         return 1 / (1 + sympy.exp(-x))
 
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return self.rewrite(sympy.exp)._eval_evalf(prec)
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
     def _eval_is_extended_positive(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 
-class Softplus(sympy.Function):
+class Softplus(_Primitive):
     """softplus(x) = log(1 + exp(x)). Derivative: Sigmoid."""
 
-    nargs = 1
+    _evalf_via = sympy.log
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -248,32 +243,25 @@ class Softplus(sympy.Function):
             return sympy.log(1 + sympy.exp(x))
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        return Sigmoid(self.args[0])
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        return Sigmoid(x)
 
     def _eval_rewrite_as_log(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
         return sympy.log(1 + sympy.exp(x))
 
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return self.rewrite(sympy.log)._eval_evalf(prec)
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
     def _eval_is_extended_positive(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 
-class SafeSqrt(sympy.Function):
+class SafeSqrt(_Primitive):
     """sqrt(max(x, 0)): a guard for closed forms whose argument is >= 0 up to rounding.
 
     Its derivative 1/(2*SafeSqrt(x)) is the derivative of sqrt on x > 0, the only region where the
     guard is inactive and where closed forms are differentiated.
     """
 
-    nargs = 1
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -281,13 +269,9 @@ class SafeSqrt(sympy.Function):
             return sympy.sqrt(x) if x.is_positive else sympy.S.Zero
         return None
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        if argindex != 1:
-            raise ArgumentIndexError(self, argindex)
-        return 1 / (2 * SafeSqrt(self.args[0]))
+    def derivative(self, x: sympy.Expr) -> sympy.Expr:
+        return 1 / (2 * SafeSqrt(x))
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
 
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
