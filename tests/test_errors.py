@@ -173,3 +173,13 @@ def test_internal_error_exit_3(monkeypatch, tmp_path, capsys) -> None:
     assert "internal error" in err and "Traceback" not in err
     assert cli.main(["check", str(path), "--traceback"]) == 3
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_check_reports_every_file(tmp_path, capsys) -> None:
+    good, bad = tmp_path / "good.tp", tmp_path / "bad.tp"
+    good.write_text(HEAD + "output U @ x\n")
+    bad.write_text(HEAD + "output relu(x)\n")
+    assert main(["check", str(bad), str(good), str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("bad.tp:4:13: error:") == 2
+    assert "good.tp: ok" in captured.out

@@ -38,14 +38,20 @@ def _program(args: argparse.Namespace, path: str) -> Program:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    for path in args.files:
-        prog = _program(args, path)
+    failed = 0
+    for path in args.files:  # every file is checked, so one run reports every broken file
+        try:
+            prog = _program(args, path)
+        except TPError as err:
+            print(err.render(), file=sys.stderr)
+            failed += 1
+            continue
         kinds: dict[str, int] = {}
         for instr in prog.instrs:
             kinds[instr.kind] = kinds.get(instr.kind, 0) + 1
         counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         print(f"{path}: ok ({len(prog.weights)} weights; values: {counts})")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
