@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p = sub.add_parser("ir", parents=[common], help="print the unrolled typed program")
     p.add_argument("file", metavar="FILE")
-    from . import kernel_cli  # noqa: F401 - registers emit, show, kernel
+    from . import (
+        kernel_cli,  # noqa: F401 - registers emit, show, kernel
+        verify,  # noqa: F401 - registers verify
+    )
 
     for extend in EXTENSIONS:
         extend(sub, common)
