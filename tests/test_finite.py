@@ -275,3 +275,11 @@ def test_random_programs_agree_with_compiled_kernels(source: str) -> None:
     nngp, ntk = kernel_samples(finite(c, n, D), x, x2)
     assert_agrees(nngp, k.nngp, n, f"NNGP of\n{source}", extra)
     assert_agrees(ntk, k.ntk, n, f"NTK of\n{source}", extra)
+
+
+def test_compiled_finite_is_the_finite_network() -> None:
+    c = tpcompile.compile(MLP2)
+    net = c.finite(64, data_dim=3)
+    params = net.init(jax.random.PRNGKey(0))
+    assert params["W"].shape == (64, 64) and params["U"].shape == (64, 3)
+    assert net.apply(params, np.ones((2, 3))).shape == (2,)

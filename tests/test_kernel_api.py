@@ -111,8 +111,8 @@ def test_width_averages_are_refused_with_a_location() -> None:
 
 def test_numerical_quantities_are_labelled() -> None:
     c = tpcompile.compile((ROOT / "examples" / "gated.tp").read_text())
-    assert "rt.gauss_pair(" in c.source and "(numerical)" in c.source
-    assert "rt.gauss_pair(" not in tpcompile.compile(MLP).source  # relu: closed forms only
+    assert "rt.mehler_pair(" in c.source and "(numerical)" in c.source  # sigmoid: Mehler series
+    assert "rt.track(" not in tpcompile.compile(MLP).source  # relu: closed forms only
 
 
 def test_emit_writes_a_standalone_module(tmp_path: Path, capsys) -> None:
@@ -173,3 +173,15 @@ def test_kernel_command_bad_data_is_exit_1(tmp_path: Path, capsys) -> None:
     assert main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x",
                  str(tmp_path / "missing.npy")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_step_output_kernel_is_exact() -> None:
+    # E[step(u) step(v)] = (π - θ)/(2π): 1/2 on the diagonal; step' = 0, so NTK = NNGP.
+    c = tpcompile.compile("input x\nweight U ~ N(0, 1)\nz = U @ x\noutput step(z)\n")
+    x = rows(4, 3)
+    k = c.kernel_fn(x)
+    np.testing.assert_allclose(np.diag(k.nngp), 0.5, rtol=1e-14)
+    cos = (x @ x.T) / np.sqrt(np.outer((x * x).sum(1), (x * x).sum(1)))
+    np.testing.assert_allclose(k.nngp, (np.pi - np.arccos(np.clip(cos, -1, 1))) / (2 * np.pi),
+                               rtol=1e-7)  # arccos near c = 1 is ill-conditioned: ~1e-8
+    np.testing.assert_array_equal(k.ntk, k.nngp)

@@ -196,3 +196,10 @@ def test_ir_is_frozen_and_has_spans() -> None:
         assert instr.span.line >= 1
         with pytest.raises(AttributeError):
             instr.out = "changed"  # type: ignore[misc]
+
+
+def test_functions_with_zero_derivative_are_not_constants() -> None:
+    # step's derivative is 0 (autodiff convention); step(z) is still a nonlinear H value.
+    for out in ("step(z)", "step(g) * step(z)", "step(g) * 1.0", "sign(z) + 1"):
+        prog = load_program(f"input x\nweight U ~ N(0, 1)\nz = U @ x\ng = 2 * z\noutput {out}\n")
+        assert prog.kind(prog.output) == "H", out

@@ -1,13 +1,13 @@
-"""Tests for tpcompile.runtime: Gauss-Hermite and Monte Carlo Gaussian expectations.
+"""Tests for tpcompile.runtime: the numerical Gaussian expectations of generated kernel modules.
 
 Reference values are closed forms derived here (moments, lognormal, erf arcsine, arc-cosine,
-Isserlis) or, for tanh, a trapezoid rule, which converges geometrically for integrands analytic in
-a strip (THEORY.md §6.1). Tolerances follow the accuracy of each rule:
-- Gauss-Hermite on entire integrands converges spectrally, at a rate that depends on the variance
-  (erf(sqrt(s) z) gets steeper as s grows). At degree 96 and variances <= 1.5 the measured error of
-  erf is <= 4e-14 for every correlation up to |c| = 1, so rtol 1e-12 leaves margin for rounding only
-  (at variance 2 and c = 1 it is already 2e-11, at variance 4 5e-7);
-- tanh at unit variance: measured 2e-12 (c = 0.5) and 1.4e-11 (c = 0.99); rtol 1e-10;
+Isserlis, Stein's lemma, normal CDFs) or, for tanh, a trapezoid rule, which converges geometrically
+for integrands analytic in a strip (THEORY.md §6.1); kinks away from 0 are checked against scipy's
+adaptive quad with the kink as a breakpoint. Tolerances follow the accuracy of each rule:
+- the split Gauss-Legendre rule (`gauss_pair`, `split_pair`) and the 1-D panel rule (`gauss_mean`,
+  `quad_mean`) integrate functions analytic between their kinks to ~1e-13 at moderate variances;
+- the Mehler series (`hermite_expansion`, `mehler_pair`) must meet its own reported bound, and the
+  bound must be near the requested tolerance;
 - Monte Carlo: the exact value must lie within 4 reported standard errors (a 4-sigma event has
   probability 6e-5 per entry, and the seeds are fixed, so the tests are deterministic).
 """
@@ -21,9 +21,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import integrate
 from scipy.special import erf as np_erf
+from scipy.stats import norm
 
-from tpcompile.runtime import gauss_mean, gauss_pair, mc_mean, mc_pair
+from tpcompile.runtime import (
+    gauss_mean,
+    gauss_pair,
+    hermite_expansion,
+    hermite_pair,
+    mc_mean,
+    mc_pair,
+    mehler_pair,
+    quad_mean,
+    split_pair,
+    tensor_mean,
+    tensor_pair,
+)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -355,3 +369,165 @@ def test_mc_rejects_inconsistent_shapes() -> None:
         mc_pair(lambda a, b: a, lambda c: c, cov, np.ones((2, 1)), cov, (0.0, 0.0), (0.0,))
     with pytest.raises(ValueError, match="samples"):
         mc_mean(lambda a, b: a, cov, (0.0, 0.0), samples=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Kinks away from 0, the 1-D panel rule and plain Gauss-Hermite
+
+
+def relu_pair_reference(a: float, b: float, s11: float, s12: float, s22: float, m1: float,
+                        m2: float) -> float:
+    """E[relu(u - a) relu(v - b)] by adaptive 1-D quadrature over u's standard variable, the
+    conditional expectation of relu(v - b) given it in closed form."""
+    l11, l21 = np.sqrt(s11), s12 / np.sqrt(s11)
+    tau = np.sqrt(s22 - l21**2)
+
+    def integrand(z: float) -> float:
+        mu = m2 + l21 * z - b
+        inner = mu * norm.cdf(mu / tau) + tau * norm.pdf(mu / tau)
+        return norm.pdf(z) * max(m1 + l11 * z - a, 0.0) * inner
+
+    return integrate.quad(integrand, (a - m1) / l11, 13, epsabs=1e-15, epsrel=1e-13,
+                          limit=200)[0]
+
+
+def test_split_pair_with_kinks_away_from_zero() -> None:
+    relu = jax.nn.relu
+    for a, b, (s11, c, s22), (m1, m2) in [(0.7, -0.4, (1.0, 0.5, 1.5), (0.2, -0.3)),
+                                          (-1.0, 1.2, (2.0, -0.8, 0.5), (0.0, 0.5))]:
+        s12 = c * np.sqrt(s11 * s22)
+        est = split_pair(lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22,
+                         m1, m2, kinks_f=(a,), kinks_g=(b,), degree=48)
+        exact = relu_pair_reference(a, b, s11, s12, s22, m1, m2)
+        np.testing.assert_allclose(est.value, exact, rtol=1e-12)
+        assert est.error <= 1e-12 and abs(est.value - exact) <= est.error + 1e-15
+        # cut at the wrong place (0), the same degree is far worse, and the estimate says so
+        wrong = split_pair(lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22,
+                           m1, m2, degree=48)
+        assert abs(wrong.value - exact) > 1e3 * abs(est.value - exact) and wrong.error > 1e-9
+
+
+def test_quad_mean_kink_and_estimate() -> None:
+    s = np.array([0.0, 0.5, 1.0, 4.0])
+    m, k = 0.3, 0.7
+    est = quad_mean(lambda u: jax.nn.relu(u - k), s, m, kinks=(k,))
+    sd = np.sqrt(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = np.where(sd > 0, (m - k) * norm.cdf((m - k) / sd) + sd * norm.pdf((m - k) / sd),
+                         max(m - k, 0.0))
+    np.testing.assert_allclose(est.value, exact, rtol=1e-13, atol=1e-16)
+    assert np.all(est.error <= 1e-13)
+
+
+def test_hermite_pair_reference_rule() -> None:
+    s11, s12, s22 = gram(5)
+    est = hermite_pair(erf, erf, s11, s12, s22, degree=96)
+    np.testing.assert_allclose(est.value, erf_kernel(s11, s12, s22), rtol=1e-12, atol=1e-14)
+    assert np.all(np.isnan(est.error))  # a reference rule: no estimate
+
+
+# --------------------------------------------------------------------------------------------------
+# Hermite expansions and the Mehler series
+
+
+def erf_mean(s: Arr, m: Arr) -> Arr:
+    return np_erf(m / np.sqrt(1 + 2 * s))
+
+
+@pytest.mark.parametrize("tol", [1e-6, 1e-10, 1e-12])
+def test_mehler_erf_matches_closed_form_within_its_bound(tol: float) -> None:
+    s11, s12, s22 = gram(6)  # includes c = +-1 and a zero input
+    a = hermite_expansion(erf, s11[:, 0], tol=tol)
+    b = hermite_expansion(erf, s22[0], tol=tol)
+    est = mehler_pair(a[:, None], b[None, :], s11, s12, s22, tol=tol)
+    exact = erf_kernel(s11, s12, s22)
+    assert est.value.shape == (4, 5) and np.all(np.isfinite(est.value))
+    assert np.all(np.abs(est.value - exact) <= est.error + 1e-15)
+    norms = np.sqrt(np.asarray(a.norm)[:, None] * np.asarray(b.norm)[None, :])
+    assert np.all(est.error <= tol * norms**2 + 1e-15)
+    assert 0 < est.terms <= a.terms
+
+
+@pytest.mark.parametrize("c", [-1.0, 0.5, 0.99, 1.0])
+def test_mehler_tanh_with_means_against_trapezoid(c: float) -> None:
+    s11, s22, m1, m2 = 2.0, 3.0, 0.3, -0.5
+    s12 = c * np.sqrt(s11 * s22)
+    shift = lambda m: (lambda x: np.tanh(m + x))  # noqa: E731
+    ref = trapezoid_pair(shift(m1), shift(m2), s11, s12, s22, h=0.04)
+    a = hermite_expansion(jnp.tanh, np.array([s11]), m1)
+    b = hermite_expansion(jnp.tanh, np.array([s22]), m2)
+    est = mehler_pair(a, b, s11, s12, s22)
+    assert abs(float(est.value[0]) - ref) <= float(est.error[0]) + 1e-14
+    assert float(est.error[0]) <= 1e-10
+
+
+def test_mehler_zero_variance_and_polynomial_partner() -> None:
+    s = np.array([0.0, 1.0, 2.5])
+    m1, m2 = 0.4, -0.2
+    # s11 = 0: u is the constant m1, so E[erf(u) erf(v)] = erf(m1) E[erf(v)]
+    a = hermite_expansion(erf, np.zeros(3), m1)
+    b = hermite_expansion(erf, s, m2)
+    est = mehler_pair(a, b, 0.0, 0.0, s)
+    np.testing.assert_allclose(est.value, np_erf(m1) * erf_mean(s, m2), rtol=1e-12, atol=1e-15)
+    # u (exactly two coefficients, tail 0) against relu with a kink cut: Stein's lemma gives
+    # E[u relu(v)] = m1 E relu(v) + s12 P(v > 0)
+    s12 = 0.6 * np.sqrt(s)
+    poly = hermite_expansion(lambda u: u, np.ones(3), m1, order=2, complete=True)
+    rel = hermite_expansion(jax.nn.relu, s, m2, kinks=(0.0,), order=2)
+    est = mehler_pair(poly, rel, 1.0, s12, s)
+    sd = np.sqrt(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relu_mean = np.where(sd > 0, m2 * norm.cdf(m2 / sd) + sd * norm.pdf(m2 / sd), 0.0)
+        p_pos = np.where(sd > 0, norm.cdf(m2 / sd), 0.0)
+    np.testing.assert_allclose(est.value, m1 * relu_mean + s12 * p_pos, rtol=1e-13, atol=1e-15)
+    assert est.terms <= 2 and np.all(est.error <= 1e-14)
+
+
+def test_mehler_float32_and_under_jit() -> None:
+    s11, s12, s22 = gram(7)
+    f32 = [x.astype(np.float32) for x in (s11, s12, s22)]
+    a = hermite_expansion(erf, f32[0][:, 0])
+    b = hermite_expansion(erf, f32[2][0])
+    est = mehler_pair(a[:, None], b[None, :], *f32)
+    assert est.value.dtype == jnp.float32
+    np.testing.assert_allclose(est.value, erf_kernel(s11, s12, s22), rtol=1e-5, atol=1e-6)
+
+    @jax.jit
+    def traced(s: jax.Array) -> jax.Array:  # no adaptive choices: the first stage, all terms
+        e = hermite_expansion(jnp.tanh, s)
+        return mehler_pair(e, e, s, 0.5 * s, s).value
+
+    s = jnp.array([0.5, 1.0])
+    e = hermite_expansion(jnp.tanh, s)
+    eager = mehler_pair(e, e, s, 0.5 * s, s)
+    np.testing.assert_allclose(traced(s), eager.value, rtol=0, atol=float(jnp.max(eager.error)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensor Gauss-Hermite and Monte Carlo blocks
+
+
+def test_tensor_rules_are_exact_for_polynomials_and_smooth_functions() -> None:
+    cov_ll, cov_lr, cov_rr = four_variable_problem(5)
+    mean_l, mean_r = (0.3, -0.5), (0.0, 0.8)
+    est = tensor_pair(lambda a1, a2: a1 * a2, lambda b1, b2: b1 * b2, cov_ll, cov_lr, cov_rr,
+                      mean_l, mean_r, degree=8)
+    exact = product_moment(joint_cov(cov_ll, cov_lr, cov_rr), np.array(mean_l + mean_r))
+    np.testing.assert_allclose(est.value, exact, rtol=1e-12, atol=1e-14)
+    cov = cov_ll[:, 0]
+    est = tensor_mean(lambda a1, a2: jnp.exp(a1) * jnp.cos(a2), cov, (0.2, -0.4), degree=16)
+    exact = np.exp(0.2 + (cov[:, 0, 0] - cov[:, 1, 1]) / 2) * np.cos(-0.4 + cov[:, 0, 1])
+    np.testing.assert_allclose(est.value, exact, rtol=1e-12)
+    assert np.all(est.error <= 1e-10)
+
+
+def test_mc_draws_do_not_depend_on_chunking() -> None:
+    cov_ll, cov_lr, cov_rr = four_variable_problem(6)
+    f = lambda a1, a2: jnp.tanh(a1) * a2  # noqa: E731
+    args = (f, f, cov_ll, cov_lr, cov_rr, (0.1, 0.0), (0.0, 0.2))
+    small = mc_pair(*args, samples=10000, chunk=512)
+    large = mc_pair(*args, samples=10000, chunk=8192)
+    np.testing.assert_allclose(small.value, large.value, rtol=1e-12)
+    np.testing.assert_allclose(small.error, large.error, rtol=1e-9)
+    stream = mc_pair(*args, samples=10000, seed=(0, 5))  # another quantity: other draws
+    assert not np.allclose(stream.value, small.value)

@@ -24,13 +24,22 @@ functions as coefficients; their covariances follow the same memoised recursion.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy
 
 from . import ir
 from .closed_forms import S11, S12, S22, U, V, mean_expectation, pair_expectation
 from .errors import TPError
+from .numerics import (
+    FunctionInfo,
+    NumericOptions,
+    NumericSpec,
+    describe,
+    is_smooth,
+    multi_method,
+    pair_method,
+)
 
 Ref = sympy.Symbol
 
@@ -57,29 +66,6 @@ class ClosedForm:
         return self.template.xreplace(dict(zip((S11, S12, S22), self.args, strict=False)))
 
 
-@dataclass(frozen=True)
-class NumericSpec:
-    """A Gaussian expectation with no closed form, evaluated numerically at run time.
-
-    `left` is a function of the symbols `lvars`, `right` of `rvars`; `cov` is the joint
-    covariance (rows/columns lvars then rvars) as reference expressions, `means` the constant
-    means. `left` or `right` is None for a one-sided mean E[left].
-    """
-
-    left: sympy.Expr | None
-    right: sympy.Expr | None
-    lvars: tuple[sympy.Symbol, ...]
-    rvars: tuple[sympy.Symbol, ...]
-    cov: tuple[tuple[sympy.Expr, ...], ...]
-    means: tuple[sympy.Expr, ...]
-
-    @property
-    def method(self) -> str:
-        if len(self.lvars) <= 1 and len(self.rvars) <= 1:
-            return "Gauss-Legendre quadrature split at the kinks"
-        return "Monte Carlo"
-
-
 @dataclass
 class Node:
     id: int
@@ -102,7 +88,7 @@ def parse_ref(sym: sympy.Symbol) -> tuple[str, int] | None:
 def refs(expr: object) -> set[tuple[str, int]]:
     """The (side, node) references inside a formula."""
     if isinstance(expr, NumericSpec):
-        parts = [e for row in expr.cov for e in row]
+        parts = expr.expressions()
     elif isinstance(expr, ClosedForm):
         parts = list(expr.args)
     elif isinstance(expr, sympy.Basic):
@@ -135,6 +121,7 @@ class KernelGraph:
     program: ir.Program
     nodes: list[Node] = field(default_factory=list)
     memo: dict[tuple, sympy.Expr] = field(default_factory=dict)
+    options: NumericOptions = field(default_factory=NumericOptions)
 
     def __post_init__(self) -> None:
         for instr in self.program.instrs:
@@ -377,18 +364,52 @@ class KernelGraph:
         gv: list[sympy.Symbol],
         means: dict[sympy.Symbol, sympy.Expr],
     ) -> NumericSpec:
+        """The numerical rule for E[f g'] (or E[f] when g is None), chosen by `numerics`."""
         lvars = tuple(sympy.Symbol(f"u{i}", real=True) for i in range(len(fv)))
         rvars = tuple(sympy.Symbol(f"w{i}", real=True) for i in range(len(gv)))
         tagged = [("L", s) for s in fv] + [("R", s) for s in gv]
         cov = tuple(tuple(self._pair_cov(x, y) for y in tagged) for x in tagged)
-        return NumericSpec(
+        spec = NumericSpec(
             f.xreplace(dict(zip(fv, lvars, strict=True))),
             None if g is None else g.xreplace(dict(zip(gv, rvars, strict=True))),
             lvars,
             rvars,
             cov,
             tuple(means[s] for s in (*fv, *gv)),
+            options=self.options,
         )
+        if len(fv) == 1 and len(gv) <= 1:
+            fi = describe(f, fv[0])
+            if g is None:
+                method = "mc" if fi.kind == "irregular" or self.options.method == "mc" else "panel"
+                return replace(spec, method=method, kinks=(fi.kinks, ()))
+            gi = describe(g, gv[0])
+            method = pair_method(fi, gi, self.options)
+            if method != "mehler":
+                return replace(spec, method=method, kinks=(fi.kinks, gi.kinks))
+            # A polynomial side has exactly degree + 1 Hermite coefficients: the series ends there.
+            degrees = [i.degree for i in (fi, gi) if i.kind == "polynomial"]
+            order = min(degrees) + 1 if degrees else None
+            coefficients = (self._hermite(f, fv[0], fi, order),
+                            to_side(self._hermite(g, gv[0], gi, order), "R"))
+            return replace(spec, method="mehler", kinks=(fi.kinks, gi.kinks),
+                           coefficients=coefficients, order=order)
+        smooth = is_smooth(f) and (g is None or is_smooth(g))
+        return replace(spec, method=multi_method(smooth, len(fv) + len(gv), self.options))
+
+    def _hermite(self, f: sympy.Expr, var: sympy.Symbol, info: FunctionInfo,
+                 order: int | None) -> sympy.Expr:
+        """The per-input Hermite coefficients of f, a function of the G value `var`: a diagonal
+        quantity (an L reference), computed once per input and shared by every pair using f."""
+        u = sympy.Symbol("u0", real=True)
+        spec = NumericSpec(
+            f.xreplace({var: u}), None, (u,), (), ((to_side(self.cov(var.name, var.name), "L"),),),
+            (self.mean(var.name),), method="coefficients", kinks=(info.kinks, ()), order=order,
+            complete=info.kind == "polynomial" and order is not None and info.degree < order,
+            options=self.options,
+        )
+        label = f"H[{ir.format_expr(f)}]" + (f"[:{order}]" if order else "")
+        return self.node(("hermite", f, order), spec, label, diagonal_only=True)
 
     # -- the kernels --
 

@@ -4,6 +4,13 @@
     k = c.kernel_fn(x1, x2=None, get=("nngp", "ntk"))   # the neural-tangents call shape
     c.source   # the generated JAX module;   c.ir   # the typed program;   c.show()
 
+Expectations without a closed form are computed numerically (THEORY §6); keyword options of
+`compile` set how: `tol` (1e-10, target error of each numerical quantity relative to its scale),
+`samples` (65536) and `seed` (0) for Monte Carlo, `method` ("auto") and `degree` (None) to force a
+rule (see `numerics.NumericOptions`). `c.numerics` lists the numerical quantities and their
+methods; `c.kernel_fn(..., return_errors=True)` also returns a `NumericReport` of their estimated
+errors (bounds, or standard errors for Monte Carlo) for that evaluation.
+
 Errors in the program or in the arrays raise `TPError` (rendered with file, line and caret).
 Kernels follow JAX's x64 setting: float64 when `jax_enable_x64` is on, float32 otherwise.
 """
@@ -25,6 +32,7 @@ from .emit import emit_module
 from .errors import KernelInputError, TPError
 from .frontend import load_program
 from .ir import Program
+from .numerics import NumericOptions, NumericQuantity, NumericSpec, build_report
 
 KINDS = ("nngp", "ntk")
 
@@ -37,12 +45,14 @@ def _result_type(fields: tuple[str, ...]) -> type:
 class Compiled:
     """A compiled program: its IR, its kernel graph, the generated module and `kernel_fn`."""
 
-    def __init__(self, program: Program, source_text: str, filename: str) -> None:
+    def __init__(self, program: Program, source_text: str, filename: str,
+                 options: NumericOptions | None = None) -> None:
         self.ir = program
         self.program_text = source_text
         self.filename = filename
+        self.options = options or NumericOptions()
         try:
-            self.graph = KernelGraph(program)
+            self.graph = KernelGraph(program, options=self.options)
             self.nngp_expr = self.graph.nngp()
             self.ntk_expr = self.graph.ntk()
         except TPError as err:
@@ -53,12 +63,22 @@ class Compiled:
         exec(builtins.compile(self.source, f"<tpcompile:{filename}>", "exec"), namespace)  # noqa: S102
         self._module = namespace
 
+    @property
+    def numerics(self) -> tuple[NumericQuantity, ...]:
+        """The quantities computed numerically (Hermite coefficients, an intermediate, excluded)."""
+        return tuple(
+            NumericQuantity(n.id, n.label, n.formula.method, n.formula.description)
+            for n in self.graph.nodes
+            if isinstance(n.formula, NumericSpec) and n.formula.method != "coefficients"
+        )
+
     def _kernels(
-        self, x1: jax.Array, x2: jax.Array, want_ntk: bool, same: bool
+        self, x1: jax.Array, x2: jax.Array, want_ntk: bool, same: bool,
+        errors: dict[int, list[Any]] | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
-        diag1 = self._module["diagonal"](x1)
-        diag2 = diag1 if same else self._module["diagonal"](x2)
-        nngp, ntk = self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk)
+        diag1 = self._module["diagonal"](x1, errors)
+        diag2 = diag1 if same else self._module["diagonal"](x2, errors)
+        nngp, ntk = self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk, errors)
         if same:  # the exact kernel is symmetric; remove rounding and sampling asymmetry
             nngp = (nngp + nngp.T) / 2
             ntk = None if ntk is None else (ntk + ntk.T) / 2
@@ -69,12 +89,16 @@ class Compiled:
         x1: Any,
         x2: Any | None = None,
         get: str | Sequence[str] | None = ("nngp", "ntk"),
+        *,
+        return_errors: bool = False,
     ) -> Any:
         """Infinite-width kernels between the rows of x1 and x2 (x2=None: x1 with itself).
 
         x has shape (N, d) for `input x`, or (N, T, d) (more axes for more indices) for an indexed
         input. `get` is "nngp", "ntk", or a tuple of them; a string returns one array, a tuple a
-        named tuple with those fields.
+        named tuple with those fields. With return_errors=True the result is (kernels, report):
+        a `NumericReport` with, per numerical quantity, the largest estimated error over the
+        entries it was evaluated at (an empty report when everything is exact).
         """
         fields = (get,) if isinstance(get, str) else tuple(get or KINDS)
         for f in fields:
@@ -88,12 +112,22 @@ class Compiled:
             )
         # Runs op by op: the closed forms and integrands are compiled functions of their own
         # (see emit.py), so nothing here is traced into one graph that grows with depth.
+        errors: dict[int, list[Any]] | None = {} if return_errors else None
         nngp, ntk = self._kernels(a, a if b is None else b, want_ntk="ntk" in fields,
-                                  same=b is None)
+                                  same=b is None, errors=errors)
         values = {"nngp": nngp, "ntk": ntk}
-        if isinstance(get, str):
-            return values[get]
-        return _result_type(fields)(*(values[f] for f in fields))
+        out = values[get] if isinstance(get, str) else _result_type(fields)(
+            *(values[f] for f in fields))
+        if errors is None:
+            return out
+        return out, build_report(self.numerics, errors)
+
+    def finite(self, width: int, data_dim: int | None = None) -> Any:
+        """The same program as a finite random network of this width (`finite.FiniteNetwork`):
+        `init(key)`, `apply(params, x)`, and `finite.empirical_kernels` for its NNGP and NTK."""
+        from .finite import finite
+
+        return finite(self, width, data_dim)
 
     def _check(self, x: Any, what: str) -> jax.Array:
         inp = self.ir.input
@@ -121,8 +155,23 @@ class Compiled:
 
 
 def compile(  # noqa: A001 - the natural name, as in re.compile
-    source: str, params: Mapping[str, object] | None = None, filename: str = "<string>"
+    source: str,
+    params: Mapping[str, object] | None = None,
+    filename: str = "<string>",
+    *,
+    tol: float = 1e-10,
+    samples: int = 65536,
+    seed: int = 0,
+    method: str = "auto",
+    degree: int | None = None,
 ) -> Compiled:
-    """Compile `.tp` program text into kernels. `params` overrides `param` declarations."""
+    """Compile `.tp` program text into kernels. `params` overrides `param` declarations.
+
+    The keyword options control numerical expectations (`numerics.NumericOptions`): `tol` is the
+    target error of every numerical quantity relative to its scale (Mehler series and 1-D rules
+    check it a posteriori, quadrature degrees follow it); `samples` and `seed` are Monte Carlo's;
+    `method` ("auto", "mehler", "split", "hermite", "mc") forces the rule of one-variable pairs
+    and `degree` the degree of the quadrature rules (for references and benchmarks)."""
+    options = NumericOptions(tol=tol, samples=samples, seed=seed, method=method, degree=degree)
     program = load_program(source, params, filename)
-    return Compiled(program, source, filename)
+    return Compiled(program, source, filename, options)

@@ -116,25 +116,57 @@ class _Module:
             "[" + ", ".join(_print(e, context) for e in row) + "]" for row in rows
         ) + "])"
 
-    def numeric(self, spec: NumericSpec, context: str) -> str:
-        nl, nr = len(spec.lvars), len(spec.rvars)
+    def numeric(self, spec: NumericSpec, context: str, node: int) -> str:
+        """The runtime call of a numerical quantity (`NumericSpec.method` picks the rule). Its
+        (value, error) result goes through `rt.track`, which keeps the error when the caller
+        passes an `errors` dict; Hermite coefficients are an intermediate, not tracked."""
+        opts, nl, nr = spec.options, len(spec.lvars), len(spec.rvars)
         means = [_print(m, context) for m in spec.means]
-        left = self.function(spec.left, spec.lvars)
-        if spec.right is None:
-            if nl == 1:
-                return f"rt.gauss_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]})"
-            return (f"rt.mc_mean({left}, {self.matrix(spec.cov, context)}, "
-                    f"({', '.join(means)},))[0]")
-        right = self.function(spec.right, spec.rvars)
-        if nl == 1 and nr == 1:
+        kinks_f, kinks_g = spec.kinks
+        if spec.method == "mehler":  # the integrands live in the coefficient quantities
+            a, b = (_print(c, context) for c in spec.coefficients or ())
             s11, s12, s22 = (_print(spec.cov[i][j], context) for i, j in ((0, 0), (0, 1), (1, 1)))
-            return f"rt.gauss_pair({left}, {right}, {s11}, {s12}, {s22}, {means[0]}, {means[1]})"
-        ll = [row[:nl] for row in spec.cov[:nl]]
-        lr = [row[nl:] for row in spec.cov[:nl]]
-        rr = [row[nl:] for row in spec.cov[nl:]]
-        return (f"rt.mc_pair({left}, {right}, {self.matrix(ll, context)}, "
-                f"{self.matrix(lr, context)}, {self.matrix(rr, context)}, "
-                f"({', '.join(means[:nl])},), ({', '.join(means[nl:])},))[0]")
+            call = f"rt.mehler_pair({a}, {b}, {s11}, {s12}, {s22}, tol={opts.tol!r})"
+            return f"rt.track(errors, {node}, {call})"
+        left = self.function(spec.left, spec.lvars)
+        if spec.method == "coefficients":
+            order = f", order={spec.order}" if spec.order else ""
+            order += ", complete=True" if spec.complete else ""
+            kinks = f", kinks={kinks_f!r}" if kinks_f else ""
+            return (f"rt.hermite_expansion({left}, {_print(spec.cov[0][0], context)}, {means[0]}"
+                    f"{kinks}{order}, tol={opts.tol!r})")
+        mc = f"samples={opts.samples}, seed=({opts.seed}, {node})"
+        if spec.right is None:
+            if spec.method == "panel":
+                call = (f"rt.quad_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]}, "
+                        f"kinks={kinks_f!r})")
+            else:
+                cov, mean = self.matrix(spec.cov, context), f"({', '.join(means)},)"
+                call = (f"rt.tensor_mean({left}, {cov}, {mean}, degree={opts.tensor_degree(nl)})"
+                        if spec.method == "tensor" else f"rt.mc_mean({left}, {cov}, {mean}, {mc})")
+            return f"rt.track(errors, {node}, {call})"
+        right = self.function(spec.right, spec.rvars)
+        if spec.method in ("split", "hermite"):
+            s11, s12, s22 = (_print(spec.cov[i][j], context) for i, j in ((0, 0), (0, 1), (1, 1)))
+            pair = f"{s11}, {s12}, {s22}"
+            if spec.method == "split":
+                call = (f"rt.split_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                        f"kinks_f={kinks_f!r}, kinks_g={kinks_g!r}, degree={opts.split_degree()})")
+            else:
+                call = (f"rt.hermite_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                        f"degree={opts.hermite_degree()})")
+            return f"rt.track(errors, {node}, {call})"
+        blocks = (
+            self.matrix([row[:nl] for row in spec.cov[:nl]], context),
+            self.matrix([row[nl:] for row in spec.cov[:nl]], context),
+            self.matrix([row[nl:] for row in spec.cov[nl:]], context),
+            f"({', '.join(means[:nl])},)",
+            f"({', '.join(means[nl:])},)",
+        )
+        rule = (f"rt.tensor_pair({left}, {right}, {', '.join(blocks)}, "
+                f"degree={opts.tensor_degree(nl + nr)})" if spec.method == "tensor"
+                else f"rt.mc_pair({left}, {right}, {', '.join(blocks)}, {mc})")
+        return f"rt.track(errors, {node}, {rule})"
 
     def line(self, node: Node, context: str) -> str:
         f = node.formula
@@ -144,10 +176,10 @@ class _Module:
         elif isinstance(f, ClosedForm):
             rhs = f"{self.template(f)}({', '.join(_print(a, context) for a in f.args)})"
         elif isinstance(f, NumericSpec):
-            rhs = self.numeric(f, context)
+            rhs = self.numeric(f, context, node.id)
         else:
             rhs = _print(f, context)
-        numerical = " (numerical)" if isinstance(f, NumericSpec) else ""
+        numerical = f" (numerical) [{f.method}]" if isinstance(f, NumericSpec) else ""
         return f"n{node.id} = {rhs}  # {node.label}{numerical}"
 
 
@@ -165,12 +197,14 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
     diag_nodes = closure(diag_roots, graph, ("X", "L", "R"))
 
     mod = _Module()
-    body = ["def diagonal(x):",
-            '    """Per-example quantities of one batch x of shape (N, positions, d)."""']
+    body = ["def diagonal(x, errors=None):",
+            '    """Per-example quantities of one batch x of shape (N, positions, d); numerical',
+            '    quantities append (value, error, ...) to errors[node] when errors is a dict."""']
     body += [f"    {mod.line(graph.nodes[k], 'diagonal')}" for k in sorted(diag_nodes)]
     body.append("    return {" + ", ".join(f"{k}: n{k}" for k in sorted(diag_roots)) + "}")
-    body += ["", "", "def cross(x1, x2, L, R, want_ntk=True):",
-             '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2."""']
+    body += ["", "", "def cross(x1, x2, L, R, want_ntk=True, errors=None):",
+             '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors: as in',
+             '    `diagonal`)."""']
     body += [f"    {mod.line(graph.nodes[k], 'cross')}" for k in sorted(nngp_nodes)]
     body.append(f"    nngp = rt.full(x1, x2, {_print(nngp, 'cross')})")
     body += ["    if not want_ntk:", "        return nngp, None"]

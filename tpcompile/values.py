@@ -175,6 +175,13 @@ class ProgramBuilder:
         names = self._args(expr)
         if any(self.kinds[n] != "G" for n in names):
             return None
+        # Structurally a polynomial of degree <= 1, not just "constant derivatives": step's
+        # derivative is 0 by the autodiff convention, which would make step(g) look constant.
+        symbols = [ir.symbol(n) for n in names]
+        if symbols and not (
+            expr.is_polynomial(*symbols) and sympy.Poly(expr, *symbols).total_degree() <= 1
+        ):
+            return None
         terms = []
         for n in names:
             coef = sympy.diff(expr, ir.symbol(n))
