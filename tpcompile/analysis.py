@@ -263,7 +263,7 @@ class KernelGraph:
             one, side = (f, "L") if fv else (g, "R")
             mean = self._mean_of(one)
             return self.memo.setdefault(key, to_side(mean, side))
-        if _is_polynomial(f, fv) and _is_polynomial(g, gv):
+        if _is_polynomial(f) and _is_polynomial(g):
             formula = self._isserlis(
                 [("L", s) for s in _expand_powers(f)] + [("R", s) for s in _expand_powers(g)],
                 means,
@@ -296,7 +296,7 @@ class KernelGraph:
     def _exact(self, f: sympy.Expr, g: sympy.Expr) -> bool:
         """Whether E[f g'] has an exact form (polynomial, parity, table) — no numerics."""
         fv, gv = list(f.free_symbols), list(g.free_symbols)
-        if _is_polynomial(f, fv) and _is_polynomial(g, gv):
+        if _is_polynomial(f) and _is_polynomial(g):
             return True
         if any(self.mean(v.name) != 0 for v in (*fv, *gv)):
             return False
@@ -319,7 +319,7 @@ class KernelGraph:
         means = {s: self.mean(s.name) for s in fv}
         label = f"E[{ir.format_expr(f)}]"
         zero_mean = all(m == 0 for m in means.values())
-        if _is_polynomial(f, fv):
+        if _is_polynomial(f):
             formula = self._isserlis([("L", s) for s in _expand_powers(f)], means)
         elif zero_mean and _is_odd(f, fv):
             formula = sympy.Integer(0)
@@ -526,7 +526,7 @@ def _terms(expr: sympy.Expr, expand: bool = False) -> list[tuple[sympy.Expr, sym
     return [(c, t) for c, t in out if c != 0]
 
 
-def _is_polynomial(expr: sympy.Expr, variables: list[sympy.Symbol]) -> bool:
+def _is_polynomial(expr: sympy.Expr) -> bool:
     return all(
         x.is_number or x.is_Symbol or (x.is_Pow and x.base.is_Symbol and x.exp.is_Integer
                                        and x.exp >= 0)

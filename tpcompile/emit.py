@@ -20,7 +20,6 @@ from .analysis import (
     KernelGraph,
     Node,
     NumericSpec,
-    parse_ref,
     refs,
     side_symbol,
 )
@@ -218,4 +217,4 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
     return "\n".join(out) + "\n"
 
 
-__all__ = ["emit_module", "closure", "parse_ref"]
+__all__ = ["closure", "emit_module"]

@@ -13,21 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from . import cli
-from .errors import KernelInputError, TPError
+from .errors import KernelInputError
 from .frontend import read_source
 
 
-def _compiled(args: argparse.Namespace):  # -> api.Compiled (imported lazily: JAX is slow)
+def compile_file(args: argparse.Namespace, x64: bool | None = None):  # -> api.Compiled
+    """Compile `args.file` with its `-D` overrides, in float64 unless `x64` or --float32 say
+    otherwise (JAX is imported here, lazily: `check` and `ir` never pay for it)."""
     import jax
 
-    jax.config.update("jax_enable_x64", not getattr(args, "float32", False))
+    if x64 is None:
+        x64 = not getattr(args, "float32", False)
+    jax.config.update("jax_enable_x64", x64)
     from .api import compile as compile_program
 
     return compile_program(read_source(args.file), cli._params(args.define), filename=args.file)
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    source = _compiled(args).source
+    source = compile_file(args).source
     if args.output:
         Path(args.output).write_text(source)
         print(f"wrote {args.output}")
@@ -39,7 +43,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .show import derivation
 
-    sys.stdout.write(derivation(_compiled(args), latex=args.latex))
+    sys.stdout.write(derivation(compile_file(args), latex=args.latex))
     return 0
 
 
@@ -57,7 +61,7 @@ def demo_inputs(compiled, n: int = 4, d: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
-    compiled = _compiled(args)
+    compiled = compile_file(args)
     x1 = _load(args.x, "--x") if args.x else demo_inputs(compiled)
     x2 = _load(args.x2, "--x2") if args.x2 else None
     k = compiled.kernel_fn(x1, x2, get=("nngp", "ntk"))
@@ -92,4 +96,4 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 cli.EXTENSIONS.append(register)
 cli.COMMANDS.update({"emit": cmd_emit, "show": cmd_show, "kernel": cmd_kernel})
-__all__ = ["TPError", "demo_inputs", "register"]
+__all__ = ["compile_file", "demo_inputs", "register"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy
 
-from .analysis import ClosedForm, DataGram, NumericSpec, parse_ref, side_symbol
+from .analysis import ClosedForm, DataGram, NumericSpec, side_symbol
 from .ir import format_expr
 
 
@@ -65,4 +65,4 @@ def derivation(compiled, latex: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["derivation", "parse_ref"]
+__all__ = ["derivation"]

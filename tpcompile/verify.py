@@ -272,7 +272,7 @@ def _widths(text: str) -> list[int]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .kernel_cli import _load, demo_inputs
+    from .kernel_cli import _load, compile_file, demo_inputs
 
     widths = _widths(args.widths)
     if args.seeds < 2:
@@ -280,17 +280,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                       f"got {args.seeds}")
     if args.plot:
         _require_matplotlib()  # fail before the long run, not after
-    import jax
-
-    # The infinite-width kernels are always float64; --float32 only sets the finite networks'.
-    jax.config.update("jax_enable_x64", True)
-    from .api import compile as compile_program
-    from .frontend import read_source
-
     x1 = _load(args.x, "--x") if args.x else None  # files first: fail before compiling
     x2 = _load(args.x2, "--x2") if args.x2 else None
-    compiled = compile_program(read_source(args.file), cli._params(args.define),
-                               filename=args.file)
+    # The infinite-width kernels are always float64; --float32 only sets the finite networks'.
+    compiled = compile_file(args, x64=True)
     if x1 is None:
         x1 = demo_inputs(compiled, n=6, d=4, seed=0)
     where = args.x or f"built-in inputs of shape {x1.shape}"
