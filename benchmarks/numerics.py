@@ -3,14 +3,16 @@
 Where this sits: outside the package, on top of `tpcompile.compile`. tanh has no closed form, so
 every NNGP and NTK factor of the MLP is numerical. tpcompile's default (`method="auto"`) computes
 Hermite coefficients once per input and layer and sums a Mehler series per pair of inputs
-(`tpcompile/mehler.py`); `method="hermite"` is plain degree x degree Gauss-Hermite per pair (as
-neural-tangents' `ElementwiseNumerical`), at the lowest degree that reaches the same accuracy.
+(`tpcompile/runtime/mehler.py`); `method="hermite"` is plain degree x degree Gauss-Hermite per
+pair (as neural-tangents' `ElementwiseNumerical`), at the lowest degree that reaches the same
+accuracy.
 
 Accuracy is measured on the first `--subset` inputs against an independent reference: the same
 kernel recursion in NumPy with a 2-D trapezoid rule (h = 0.05 on [-13, 13]^2, geometrically
-convergent for tanh, THEORY §6.1). Error = max |K - K_ref| / (|K_ref| + max |K_ref|) over NNGP and
-NTK entries, the convention of the tests. Times are for the full N x N NNGP + NTK
-(`kernel_fn(x)`), cold (first call, including JIT compilation) and, for tpcompile, warm.
+convergent for tanh, THEORY §6.1; `trapezoid_pair` of tests/quadrature_reference.py, the tests'
+rule). Error = max |K - K_ref| / (|K_ref| + max |K_ref|) over NNGP and NTK entries, the
+convention of the tests. Times are for the full N x N NNGP + NTK (`kernel_fn(x)`), cold (first
+call, including JIT compilation) and, for tpcompile, warm.
 
     python benchmarks/numerics.py              # N = 1000 (Gauss-Hermite takes minutes)
     python benchmarks/numerics.py --n 300      # quicker
@@ -19,9 +21,11 @@ NTK entries, the convention of the tests. Times are for the full N x N NNGP + NT
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -29,6 +33,9 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import tpcompile  # noqa: E402 - after enabling float64
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from quadrature_reference import trapezoid_pair  # noqa: E402 - the tests' reference rules
 
 SW2, SB2, DEPTH, DIM = 1.5, 0.1, 3, 8
 SOURCE = textwrap.dedent(f"""
@@ -53,20 +60,6 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
     return x * np.sqrt(rng.uniform(0.5, 2.0, (n, 1)))
 
 
-def trapezoid(f: Callable, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray,
-              h: float = 0.05, zmax: float = 13.0) -> np.ndarray:
-    """E[f(u) f(v)] per entry by the tensor trapezoid rule in Cholesky coordinates."""
-    z = np.arange(-zmax, zmax + h / 2, h)
-    w = h * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
-    l11 = np.sqrt(s11)
-    l21 = s12 / l11
-    l22 = np.sqrt(np.maximum(s22 - l21**2, 0))
-    out = np.zeros_like(s12)
-    for z1, w1 in zip(z, w, strict=True):
-        out += w1 * f(l11 * z1) * (f(l21[:, None] * z1 + l22[:, None] * z) @ w)
-    return out
-
-
 def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The MLP's NNGP and NTK: Sigma^l = sw2 E[phi phi'] + sb2, Theta^l = Sigma^l + sw2
     E[phi' phi'] Theta^{l-1}; NNGP = E[phi phi'], NTK = NNGP + E[phi' phi'] Theta^L."""
@@ -77,7 +70,7 @@ def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i, j = np.triu_indices(len(sig))
         d = np.diag(sig)
         out = np.zeros_like(sig)
-        out[i, j] = trapezoid(f, d[i], sig[i, j], d[j])
+        out[i, j] = trapezoid_pair(f, f, d[i], sig[i, j], d[j])
         out[j, i] = out[i, j]
         return out
 

@@ -1,12 +1,13 @@
-"""Tests for the closed-form table (`tpcompile.closed_forms`), the primitives and their JAX printing
-(`tpcompile.functions`) and the rule table (`tpcompile.rules`).
+"""Tests for the closed-form table (`tpcompile.kernels.closed_forms`), the primitives
+(`tpcompile.prims.functions`), their JAX printing (`tpcompile.codegen.jaxprint`) and the rule
+table (`tpcompile.lang.builtins`).
 
 Every closed form is checked against an independent numerical reference: the integrand is
 evaluated with numpy/scipy (not with tpcompile's printer), and the Gaussian integral is done by
 piecewise Gauss-Legendre quadrature that splits at every kink (THEORY §6.1: condition on u, split
 the v-integral where v = 0, and split the u-integral at u = 0), so kinked functions converge as
-fast as smooth ones. `TABLE_CASES` drives the tests, so a new entry or a new rule is covered
-automatically.
+fast as smooth ones (`split_pair` of tests/quadrature_reference.py). `TABLE_CASES` drives the
+tests, so a new entry or a new rule is covered automatically.
 """
 
 from __future__ import annotations
@@ -21,19 +22,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy
-from scipy import integrate, special
+from quadrature_reference import density_dblquad, split_mean, split_pair
+from scipy import special
 
-from tpcompile.closed_forms import (
+from tpcompile import prims
+from tpcompile.codegen.jaxprint import lambdify_jax, to_jax
+from tpcompile.kernels.closed_forms import (
     S11,
     S12,
     S22,
-    TABLE_CASES,
     U,
     V,
     mean_expectation,
     pair_expectation,
 )
-from tpcompile.functions import (
+from tpcompile.kernels.closed_forms.cases import table_cases
+from tpcompile.lang.builtins import RULES, rule_names
+from tpcompile.prims.functions import (
     Gelu,
     GeluPrime,
     Relu,
@@ -43,12 +48,10 @@ from tpcompile.functions import (
     Sigmoid,
     Softplus,
     Step,
-    lambdify_jax,
-    to_jax,
 )
-from tpcompile.rules import RULES, rule_names
 
-jax.config.update("jax_enable_x64", True)
+TABLE_CASES = table_cases()
+
 
 SIGMA = (S11, S12, S22)
 CASE_IDS = [label for label, _, _ in TABLE_CASES]
@@ -81,18 +84,11 @@ DEGENERATE = [
 # Independent numerical reference.
 # ------------------------------------------------------------------------------------------------
 
-# numpy/scipy implementations of the primitives, written from their definitions; sympy.lambdify
-# uses these, so the reference shares no code with tpcompile's JAX printer.
+# NumPy versions of the recorded functions (`tpcompile.prims`), each checked against sympy's
+# arbitrary-precision evaluation in tests/test_prims.py; sympy.lambdify uses these, so the
+# reference shares no code with tpcompile's JAX printer.
 _NUMPY_PRIMITIVES: dict[str, Callable[..., np.ndarray]] = {
-    "Relu": lambda x: np.maximum(x, 0.0),
-    "Step": lambda x: np.where(x > 0, 1.0, 0.0),
-    "ReluPow": lambda x, k: np.maximum(x, 0.0) ** k,
-    "Gelu": lambda x: x * special.ndtr(x),
-    "GeluPrime": lambda x: special.ndtr(x) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi),
-    "Sigmoid": special.expit,
-    "Softplus": lambda x: np.logaddexp(0.0, x),
-    "SafeSqrt": lambda x: np.sqrt(np.maximum(x, 0.0)),
-    "erf": special.erf,
+    p.function.__name__: p.numpy for p in prims.records() if p.function and p.numpy
 }
 
 
@@ -101,73 +97,23 @@ def numpy_fn(expr: sympy.Expr, var: sympy.Symbol) -> Callable[[np.ndarray], np.n
     return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))
 
 
-# Gauss-Legendre on each smooth piece, integrand truncated at |z| = 12 standard deviations (the
-# Gaussian tail beyond is < 1e-32, far below every tolerance even with exp(u) factors). Every
-# piece is smooth (entire, in fact), so the rule converges geometrically; 160 nodes per piece
-# reproduce the results of 240 nodes to ~1e-15 relative (see test_reference_converged).
+# The reference is `split_pair` of quadrature_reference: Gauss-Legendre on each smooth piece (the
+# z1-integral split at z1 = 0, u's kink and where the conditional mean of v crosses 0; for each z1
+# the z2-integral split where v = 0, g's kink), integrand truncated at |z| = 12 standard
+# deviations (the Gaussian tail beyond is < 1e-32, far below every tolerance even with exp(u)
+# factors). Every piece is smooth (entire, in fact), so the rule converges geometrically; 160
+# nodes per piece reproduce the results of 240 nodes to ~1e-15 relative (see
+# test_reference_converged). It also returns E|f g|, the scale of the absolute tolerance.
+# |c| = 1 (S singular) is the 1-D `split_mean` of u -> f(u) g(ratio u), split at the kink u = 0.
 _GL_NODES = 160
-_Z = 12.0
 
 
-@functools.cache
-def _legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.legendre.leggauss(n)
-
-
-def _legendre(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = _legendre_rule(n)
-    half, mid = (hi - lo) / 2, (hi + lo) / 2
-    return mid[..., None] + half[..., None] * x, half[..., None] * w
-
-
-def gaussian_reference(
-    f: Callable[[np.ndarray], np.ndarray],
-    g: Callable[[np.ndarray], np.ndarray],
-    s11: float,
-    s12: float,
-    s22: float,
-    nodes: int = _GL_NODES,
-) -> tuple[float, float]:
-    """(E[f(u) g(v)], E[|f(u) g(v)|]) for (u, v) ~ N(0, S) with S positive definite.
-
-    u = l11 z1, v = l21 z1 + l22 z2 (Cholesky). The z1-integral is split at z1 = 0 (u's kink,
-    and where the conditional mean of v crosses 0); for each z1 the z2-integral is split where
-    v = 0 (g's kink). The second number sets the scale of the absolute tolerance.
-    """
-    l11 = math.sqrt(s11)
-    l21 = s12 / l11
-    l22 = math.sqrt(s22 - l21**2)
-    total = 0.0
-    total_abs = 0.0
-    for lo1, hi1 in ((-_Z, 0.0), (0.0, _Z)):
-        z1, w1 = _legendre(np.array(lo1), np.array(hi1), nodes)
-        split = np.clip(-l21 * z1 / l22, -_Z, _Z)
-        for lo2, hi2 in ((np.full_like(z1, -_Z), split), (split, np.full_like(z1, _Z))):
-            z2, w2 = _legendre(lo2, hi2, nodes)
-            zz1 = z1[:, None]
-            u = l11 * zz1 + 0 * z2
-            v = l21 * zz1 + l22 * z2
-            density = np.exp(-(zz1**2 + z2**2) / 2) / (2 * math.pi)
-            values = f(u) * g(v) * density * w1[:, None] * w2
-            total += float(values.sum())
-            total_abs += float(np.abs(values).sum())
-    return total, total_abs
-
-
-def line_reference(
-    f: Callable[[np.ndarray], np.ndarray],
-    g: Callable[[np.ndarray], np.ndarray],
-    s11: float,
-    ratio: float,
-) -> float:
-    """E[f(u) g(ratio*u)] for u ~ N(0, s11): the degenerate |c| = 1 case, by 1-D quadrature
-    split at the kink u = 0 (same convergence argument as above)."""
-    total = 0.0
-    for lo, hi in ((-_Z, 0.0), (0.0, _Z)):
-        z, w = _legendre(np.array(lo), np.array(hi), _GL_NODES)
-        u = math.sqrt(s11) * z
-        total += float((f(u) * g(ratio * u) * np.exp(-(z**2) / 2) * w).sum())
-    return total / math.sqrt(2 * math.pi)
+def gaussian_reference(f: Callable[[np.ndarray], np.ndarray],
+                       g: Callable[[np.ndarray], np.ndarray], s11: float, s12: float, s22: float,
+                       nodes: int = _GL_NODES) -> tuple[float, float]:
+    """(E[f(u) g(v)], E[|f(u) g(v)|]) for (u, v) ~ N(0, S), S positive definite."""
+    value, scale = split_pair(f, g, s11, s12, s22, nodes=nodes, return_abs=True)
+    return float(value), float(scale)
 
 
 @functools.cache
@@ -227,15 +173,9 @@ def test_reference_agrees_with_scipy_dblquad() -> None:
     # One independent cross-check of the reference with scipy's adaptive quadrature over the
     # bivariate density: relu x relu at a negative correlation.
     s11, s12, s22 = 0.7, -0.6 * math.sqrt(0.7 * 1.9), 1.9
-    inv = np.linalg.inv(np.array([[s11, s12], [s12, s22]]))
-    norm = 1 / (2 * math.pi * math.sqrt(s11 * s22 - s12**2))
-
-    def integrand(v: float, u: float) -> float:
-        quad = inv[0, 0] * u * u + 2 * inv[0, 1] * u * v + inv[1, 1] * v * v
-        return u * v * norm * math.exp(-quad / 2)
-
     # relu(u) relu(v) is nonzero only on the quadrant u > 0, v > 0.
-    value, _ = integrate.dblquad(integrand, 0, 15, 0, 15, epsabs=1e-13, epsrel=1e-12)
+    value = density_dblquad(lambda u: u, lambda v: v, s11, s12, s22, 0, 15, epsabs=1e-13,
+                            epsrel=1e-12)
     relu = numpy_fn(Relu(U), U)
     reference, _ = gaussian_reference(relu, relu, s11, s12, s22)
     assert reference == pytest.approx(value, rel=1e-10)
@@ -269,7 +209,8 @@ def test_table_on_the_diagonal(label: str) -> None:
     for s11, s22, sign in ((1.0, 1.0, 1.0), (0.8, 1.7, 1.0), (1.3, 0.6, -1.0)):
         s12 = sign * math.sqrt(s11 * s22)
         ratio = sign * math.sqrt(s22 / s11)
-        expected = line_reference(numpy_fn(f, U), numpy_fn(g, V), s11, ratio)
+        fn, gn = numpy_fn(f, U), numpy_fn(g, V)
+        expected = float(split_mean(lambda u, fn=fn, gn=gn, r=ratio: fn(u) * gn(r * u), s11))
         got = evaluate(expr, s11, s12, s22)
         # Same quadrature accuracy as above (~1e-14; measured worst 3e-13). But float64
         # rounding of S12 = +-sqrt(S11 S22) can leave det(S) a few ulps above zero, which moves

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tpcompile.rules import markdown_table
+from tpcompile.kernels.closed_forms.cases import markdown_table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 
@@ -11,4 +11,5 @@ def test_language_doc_builtins_table_is_current() -> None:
     text = DOC.read_text()
     start = text.index("<!-- rules-table -->\n") + len("<!-- rules-table -->\n")
     end = text.index("<!-- /rules-table -->")
-    assert text[start:end] == markdown_table(), "regenerate: python -m tpcompile.rules"
+    regenerate = "regenerate: python -m tpcompile.kernels.closed_forms.cases"
+    assert text[start:end] == markdown_table(), regenerate

@@ -40,7 +40,7 @@ from program_strategies import programs
 import tpcompile
 from tpcompile import TPError, load_program
 from tpcompile.errors import KernelInputError
-from tpcompile.finite import (
+from tpcompile.finite.network import (
     READOUT,
     READOUT_BIAS,
     FiniteNetwork,
@@ -48,8 +48,6 @@ from tpcompile.finite import (
     finite,
     sample_kernels,
 )
-
-jax.config.update("jax_enable_x64", True)
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 EXAMPLE_NAMES = ["mlp", "resnet", "rnn", "gated", "cnn1d"]

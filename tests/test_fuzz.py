@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tpcompile.values as values
+import tpcompile.lang.values as values
 from tpcompile import TPError, load_program
 from tpcompile.ir import Program
 

@@ -1,7 +1,7 @@
 """Properties every compiled kernel has, on random valid programs (hypothesis).
 
-- NNGP and NTK are finite, symmetric and positive semi-definite;
-- kernel_fn(x, x) equals kernel_fn(x);
+- NNGP and NTK are finite and positive semi-definite;
+- kernel_fn(x, x), which is not symmetrised, is symmetric to rounding and equals kernel_fn(x);
 - NTK − NNGP is PSD: the NTK is the sum over parameters of their gradient Gram kernels, the
   readout's being the NNGP, and every such kernel is PSD — a wrong sign or a missing factor in
   the backward pass breaks this.
@@ -11,14 +11,11 @@ tolerance); numerical rules are tested in test_runtime.py and test_numerics.py.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from program_strategies import programs
 
 import tpcompile
-
-jax.config.update("jax_enable_x64", True)
 
 X = np.random.default_rng(0).normal(size=(6, 3))
 X[4] = X[1]  # an identical pair: the correlation-1 corner of every closed form
@@ -39,10 +36,17 @@ def test_compiled_kernels_are_valid_kernels(source: str) -> None:
     nngp, ntk = np.asarray(k.nngp), np.asarray(k.ntk)
     for m in (nngp, ntk):
         assert np.all(np.isfinite(m)), source
-        np.testing.assert_array_equal(m, m.T)
         assert psd(m), source
     assert psd(ntk - nngp), source
+    # Symmetry on kernel_fn(X, X), which is not symmetrised (kernel_fn(X) is (K + K.T)/2, so
+    # symmetric by construction): entries (i, j) and (j, i) are separate float64 evaluations with
+    # the inputs swapped, equal up to a few hundred roundings of eps/2 = 1.1e-16 of max|K| (the
+    # duplicate pair X[1] = X[4] has bitwise-equal dot products either way round, so no arccos
+    # amplification at correlation 1). Measured over 75 random closed-form programs: <= 4.9e-16
+    # max|K|; 1e-13 max|K| keeps a 200x margin and catches any swapped-argument cross term.
     k2 = c.kernel_fn(X, X)
-    np.testing.assert_allclose(np.asarray(k2.ntk), ntk, rtol=1e-12, atol=1e-14 * np.abs(ntk).max())
-    np.testing.assert_allclose(np.asarray(k2.nngp), nngp, rtol=1e-12,
-                               atol=1e-14 * np.abs(nngp).max())
+    for m, mm in ((nngp, np.asarray(k2.nngp)), (ntk, np.asarray(k2.ntk))):
+        atol = 1e-13 * np.abs(mm).max()
+        np.testing.assert_allclose(mm, mm.T, rtol=0, atol=atol, err_msg=source)
+        # kernel_fn(X) = (K + K.T)/2 of the same K: within half the asymmetry of kernel_fn(X, X)
+        np.testing.assert_allclose(m, mm, rtol=0, atol=atol, err_msg=source)

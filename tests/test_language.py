@@ -9,7 +9,7 @@ import sympy
 
 from tpcompile import ir, load_program
 from tpcompile.cli import main
-from tpcompile.rules import RULES
+from tpcompile.lang.builtins import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.tp"))

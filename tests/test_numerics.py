@@ -8,10 +8,10 @@ Acceptance criteria, each a test below:
   trapezoid rule (h = 0.05 on [-13, 13]^2). The trapezoid rule converges geometrically for
   integrands analytic in a strip (THEORY §6.1); `test_trapezoid_reference_is_adaptive_scipy`
   checks it against scipy's adaptive `quad_vec` at 1e-13, and the slow test recomputes a whole
-  recursion adaptively;
+  recursion adaptively (the rules are in tests/quadrature_reference.py);
 * a kinked composition relu(tanh(h) - 1/5) (kink at atanh(1/5), away from the mean): rtol 1e-7
   against a NumPy composite Gauss-Legendre rule split at the kink, itself checked against scipy's
-  adaptive `nquad` with the kink as a breakpoint;
+  adaptive quadrature with the kink as a breakpoint;
 * Monte Carlo (step(g) * step(z), four Gaussians with a mean): every entry within 4 reported
   standard errors of the orthant probability from scipy's multivariate normal CDF;
 * examples/rnn.tp and examples/gated.tp: within the requested tolerance of a high-degree split
@@ -25,18 +25,16 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 import sympy
-from scipy import integrate, special
+from quadrature_reference import adaptive_pair, split_pair, trapezoid_pair
+from scipy import special
 
 import tpcompile
-import tpcompile.show
-from tpcompile.functions import Relu, Sigmoid, Step
-from tpcompile.numerics import NumericOptions, describe
-
-jax.config.update("jax_enable_x64", True)
+import tpcompile.codegen.show
+from tpcompile.kernels.plan import NumericOptions, describe
+from tpcompile.prims.functions import Relu, Sigmoid, Step
 
 ROOT = Path(__file__).resolve().parent.parent
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -85,67 +83,16 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float, what: str = "")
 
 
 # --------------------------------------------------------------------------------------------------
-# References: E[f(u) g(v)], (u, v) ~ N((m, m), [[s11, s12], [s12, s22]]), one per array entry
-
-
-def cholesky(s11: np.ndarray, s12: np.ndarray, s22: np.ndarray) -> tuple[np.ndarray, ...]:
-    l11 = np.sqrt(s11)
-    l21 = s12 / l11
-    return l11, l21, np.sqrt(np.maximum(s22 - l21**2, 0))
-
-
-def phi(z: np.ndarray) -> np.ndarray:
-    return np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
-
-
-def trapezoid_pairs(f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray, m: float,
-                    h: float = 0.05, zmax: float = 13.0) -> np.ndarray:
-    z = np.arange(-zmax, zmax + h / 2, h)
-    w = h * phi(z)
-    l11, l21, l22 = cholesky(s11, s12, s22)
-    out = np.zeros_like(s12)
-    for z1, w1 in zip(z, w, strict=True):
-        out += w1 * f(m + l11 * z1) * (g(m + l21[:, None] * z1 + l22[:, None] * z) @ w)
-    return out
-
-
-def adaptive_pairs(f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray,
-                   m: float) -> np.ndarray:
-    """Nested adaptive Gauss-Kronrod (scipy quad_vec), vectorised over the entries."""
-    l11, l21, l22 = cholesky(s11, s12, s22)
-    opts = dict(epsabs=1e-15, epsrel=1e-14, norm="max", limit=4000)
-
-    def inner(z1: float) -> np.ndarray:
-        val, _ = integrate.quad_vec(lambda z2: phi(z2) * g(m + l21 * z1 + l22 * z2), -13, 13,
-                                    **opts)
-        return phi(z1) * f(m + l11 * z1) * val
-
-    return integrate.quad_vec(inner, -13, 13, **opts)[0]
+# References: E[f(u) g(v)], (u, v) ~ N((m, m), [[s11, s12], [s12, s22]]), one per array entry, by
+# the rules of tests/quadrature_reference.py: `trapezoid_pair` (smooth), `split_pair` (kinked,
+# 26 panels of 16 Gauss-Legendre nodes on [-13, 13] plus a breakpoint at the kink), checked
+# against the adaptive `adaptive_pair`.
 
 
 def split_pairs(f: Fn, g: Fn, kink: float, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray,
-                m: float, panels: int = 26, n: int = 16, zmax: float = 13.0) -> np.ndarray:
-    """Composite Gauss-Legendre on both Cholesky axes with a breakpoint where u (outer) and v
-    (inner, for each outer node) cross `kink`; for f, g smooth apart from that one point."""
-    t, wt = np.polynomial.legendre.leggauss(n)
-
-    def rule(cut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        edges = np.broadcast_to(np.linspace(-zmax, zmax, panels + 1), cut.shape + (panels + 1,))
-        edges = np.sort(np.concatenate([edges, np.clip(cut, -zmax, zmax)[..., None]], -1), -1)
-        mid, half = (edges[..., 1:] + edges[..., :-1]) / 2, (edges[..., 1:] - edges[..., :-1]) / 2
-        z = (mid[..., None] + half[..., None] * t).reshape(cut.shape + (-1,))
-        return z, (half[..., None] * wt).reshape(cut.shape + (-1,)) * phi(z)
-
-    l11, l21, l22 = cholesky(s11, s12, s22)
-    z1, w1 = rule((kink - m) / l11)  # (E, P)
-    out = np.zeros_like(s12)
-    for j in range(z1.shape[1]):
-        v0 = m + l21 * z1[:, j]
-        pos = l22 > 0
-        z2, w2 = rule(np.where(pos, (kink - v0) / np.where(pos, l22, 1), 2 * zmax))
-        inner = np.where(pos, np.sum(w2 * g(v0[:, None] + l22[:, None] * z2), -1), g(v0))
-        out += w1[:, j] * f(m + l11 * z1[:, j]) * inner
-    return out
+                m1: float, m2: float) -> np.ndarray:
+    return split_pair(f, g, s11, s12, s22, m1, m2, kink_f=kink, kink_g=kink, panels=26,
+                      nodes=16, zmax=13.0)
 
 
 def mlp_reference(x: np.ndarray, f: Fn, df: Fn, sw2: float, sb2: float, mu: float, expect:
@@ -159,7 +106,7 @@ def mlp_reference(x: np.ndarray, f: Fn, df: Fn, sw2: float, sb2: float, mu: floa
     def pairs(fn: Fn, sig: np.ndarray) -> np.ndarray:
         d = np.diag(sig)
         out = np.zeros_like(sig)
-        out[i, j] = expect(fn, fn, d[i], sig[i, j], d[j], mu)
+        out[i, j] = expect(fn, fn, d[i], sig[i, j], d[j], mu, mu)
         out[j, i] = out[i, j]
         return out
 
@@ -185,8 +132,8 @@ def test_trapezoid_reference_is_adaptive_scipy() -> None:
     c = np.array([1.0, -0.9, 0.3, 0.999])
     s12 = c * np.sqrt(s11 * s22)
     for f in (ACTIVATIONS["tanh"][1], ACTIVATIONS["silu"][0]):
-        want = adaptive_pairs(f, f, s11, s12, s22, 0.3)
-        np.testing.assert_allclose(trapezoid_pairs(f, f, s11, s12, s22, 0.3), want,
+        want = adaptive_pair(f, f, s11, s12, s22, 0.3, 0.3)
+        np.testing.assert_allclose(trapezoid_pair(f, f, s11, s12, s22, 0.3, 0.3), want,
                                    rtol=1e-13, atol=1e-14)
 
 
@@ -196,7 +143,7 @@ def test_smooth_mlp_kernels_match_reference_to_1e9(act: str, setting: str) -> No
     sw2, sb2, mu = SETTINGS[setting]
     x1, x2 = inputs(1, 20), inputs(2, 5)
     nngp, ntk = mlp_reference(np.concatenate([x1, x2]), *ACTIVATIONS[act], sw2, sb2, mu,
-                              trapezoid_pairs)
+                              trapezoid_pair)
     compiled = tpcompile.compile(mlp_source(act, sw2, sb2, mu))
     same = compiled.kernel_fn(x1)
     cross, report = compiled.kernel_fn(x1, x2, return_errors=True)
@@ -217,7 +164,7 @@ def test_tanh_mlp_matches_adaptive_scipy_recursion(setting: str) -> None:
     """The whole recursion with nested adaptive quadrature (minutes)."""
     sw2, sb2, mu = SETTINGS[setting]
     x = inputs(1, 20)
-    nngp, ntk = mlp_reference(x, *ACTIVATIONS["tanh"], sw2, sb2, mu, adaptive_pairs)
+    nngp, ntk = mlp_reference(x, *ACTIVATIONS["tanh"], sw2, sb2, mu, adaptive_pair)
     k = tpcompile.compile(mlp_source("tanh", sw2, sb2, mu)).kernel_fn(x)
     assert_close(k.nngp, nngp, 1e-9, "nngp")
     assert_close(k.ntk, ntk, 1e-9, "ntk")
@@ -239,16 +186,10 @@ def kinked_d(x: np.ndarray) -> np.ndarray:
 
 def test_split_reference_is_adaptive_scipy() -> None:
     s11, s12, s22, m = 2.0, 1.1, 1.5, 0.3
-    l11, l21, l22 = cholesky(np.array(s11), np.array(s12), np.array(s22))
     for f in (kinked, kinked_d):
-        want, _ = integrate.nquad(
-            lambda z2, z1, f=f: phi(z1) * phi(z2) * f(m + l11 * z1) * f(m + l21 * z1 + l22 * z2),
-            [[-13, 13], [-13, 13]],
-            opts=[lambda z1: {"points": [(KINK - m - l21 * z1) / l22], "epsabs": 1e-15,
-                              "epsrel": 1e-13, "limit": 200},
-                  {"points": [(KINK - m) / l11], "epsabs": 1e-15, "epsrel": 1e-13, "limit": 200}],
-        )
-        got = split_pairs(f, f, KINK, *(np.array([v]) for v in (s11, s12, s22)), m)
+        # nested adaptive Gauss-Kronrod with the kink as a breakpoint of both integrals
+        want = adaptive_pair(f, f, s11, s12, s22, m, m, kink_f=KINK, kink_g=KINK, epsrel=1e-13)
+        got = split_pairs(f, f, KINK, *(np.array([v]) for v in (s11, s12, s22)), m, m)
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -258,9 +199,9 @@ def test_kinked_composition_matches_reference_to_1e7() -> None:
         "input x", "def relu_tanh(e) = relu(tanh(e) - 0.2)\ninput x")
     x1, x2 = inputs(3, 20), inputs(4, 5)
 
-    def expect(f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray,
-               m: float) -> np.ndarray:
-        return split_pairs(f, g, KINK, s11, s12, s22, m)
+    def expect(f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray, m1: float,
+               m2: float) -> np.ndarray:
+        return split_pairs(f, g, KINK, s11, s12, s22, m1, m2)
 
     nngp, ntk = mlp_reference(np.concatenate([x1, x2]), kinked, kinked_d, sw2, sb2, mu, expect)
     compiled = tpcompile.compile(src)
@@ -418,7 +359,7 @@ def test_report_marks_numerical_quantities_and_show_prints_them() -> None:
     _, report = compiled.kernel_fn(np.eye(3), return_errors=True)
     assert len(report) == 2 and "mehler" in str(report) and report.max_relative() <= 1e-8
     assert report["E[sigmoid(z) · sigmoid(z)']"].terms > 0
-    text = tpcompile.show.derivation(compiled)
+    text = tpcompile.codegen.show.derivation(compiled)
     assert text.count("numerical (mehler)") == 2 and "numerical (coefficients)" in text
     assert "tol=1e-08" in compiled.source  # the option reaches the generated code
     exact, empty = tpcompile.compile((ROOT / "examples" / "mlp.tp").read_text()).kernel_fn(

@@ -3,7 +3,8 @@
 Reference values are closed forms derived here (moments, lognormal, erf arcsine, arc-cosine,
 Isserlis, Stein's lemma, normal CDFs) or, for tanh, a trapezoid rule, which converges geometrically
 for integrands analytic in a strip (THEORY.md §6.1); kinks away from 0 are checked against scipy's
-adaptive quad with the kink as a breakpoint. Tolerances follow the accuracy of each rule:
+adaptive quad with the kink as a breakpoint (both rules: tests/quadrature_reference.py).
+Tolerances follow the accuracy of each rule:
 - the split Gauss-Legendre rule (`gauss_pair`, `split_pair`) and the 1-D panel rule (`gauss_mean`,
   `quad_mean`) integrate functions analytic between their kinks to ~1e-13 at moderate variances;
 - the Mehler series (`hermite_expansion`, `mehler_pair`) must meet its own reported bound, and the
@@ -15,13 +16,12 @@ adaptive quad with the kink as a breakpoint. Tolerances follow the accuracy of e
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate
+from quadrature_reference import relu_pair_conditional, trapezoid_pair
 from scipy.special import erf as np_erf
 from scipy.stats import norm
 
@@ -39,11 +39,8 @@ from tpcompile.runtime import (
     tensor_pair,
 )
 
-jax.config.update("jax_enable_x64", True)
-
 erf = jax.scipy.special.erf
 Arr = np.ndarray | float
-Fn = Callable[[np.ndarray], np.ndarray]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,21 +63,6 @@ def relu_kernel(s11: Arr, s12: Arr, s22: Arr) -> Arr:
     c = np.clip(s12 / np.where(norm > 0, norm, 1), -1, 1)  # norm = 0 (zero input) gives 0
     t = np.arccos(c)
     return norm / (2 * np.pi) * (np.sin(t) + (np.pi - t) * c)
-
-
-def trapezoid_pair(
-    f: Fn, g: Fn, s11: float, s12: float, s22: float, h: float = 0.05, half_width: float = 13.0
-) -> float:
-    """Reference E[f(u) g(v)] by the tensor trapezoid rule in Cholesky coordinates (numpy)."""
-    z = np.arange(-half_width, half_width + h / 2, h)
-    w = np.exp(-(z**2) / 2)
-    w /= w.sum()
-    l11 = np.sqrt(s11)
-    l21 = s12 / l11
-    l22 = np.sqrt(max(s22 - l21**2, 0.0))
-    u = l11 * z[:, None]
-    v = l21 * z[:, None] + l22 * z[None, :]
-    return float(np.einsum("i,j,ij->", w, w, f(u) * g(v)))
 
 
 def gram(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,7 +179,7 @@ def test_gauss_pair_perfect_correlation(sign: float) -> None:
 
 @pytest.mark.parametrize("c", [0.5, 0.99])
 def test_gauss_pair_tanh_default_degree_accuracy_and_jit(c: float) -> None:
-    ref = trapezoid_pair(np.tanh, np.tanh, 1.0, c, 1.0)
+    ref = float(trapezoid_pair(np.tanh, np.tanh, 1.0, c, 1.0))
     f = jax.jit(lambda a, b, d: gauss_pair(jnp.tanh, jnp.tanh, a, b, d))
     out = f(1.0, c, 1.0)
     np.testing.assert_allclose(out, ref, rtol=1e-10)
@@ -375,22 +357,6 @@ def test_mc_rejects_inconsistent_shapes() -> None:
 # Kinks away from 0, the 1-D panel rule and plain Gauss-Hermite
 
 
-def relu_pair_reference(a: float, b: float, s11: float, s12: float, s22: float, m1: float,
-                        m2: float) -> float:
-    """E[relu(u - a) relu(v - b)] by adaptive 1-D quadrature over u's standard variable, the
-    conditional expectation of relu(v - b) given it in closed form."""
-    l11, l21 = np.sqrt(s11), s12 / np.sqrt(s11)
-    tau = np.sqrt(s22 - l21**2)
-
-    def integrand(z: float) -> float:
-        mu = m2 + l21 * z - b
-        inner = mu * norm.cdf(mu / tau) + tau * norm.pdf(mu / tau)
-        return norm.pdf(z) * max(m1 + l11 * z - a, 0.0) * inner
-
-    return integrate.quad(integrand, (a - m1) / l11, 13, epsabs=1e-15, epsrel=1e-13,
-                          limit=200)[0]
-
-
 def test_split_pair_with_kinks_away_from_zero() -> None:
     relu = jax.nn.relu
     for a, b, (s11, c, s22), (m1, m2) in [(0.7, -0.4, (1.0, 0.5, 1.5), (0.2, -0.3)),
@@ -398,7 +364,7 @@ def test_split_pair_with_kinks_away_from_zero() -> None:
         s12 = c * np.sqrt(s11 * s22)
         est = split_pair(lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22,
                          m1, m2, kinks_f=(a,), kinks_g=(b,), degree=48)
-        exact = relu_pair_reference(a, b, s11, s12, s22, m1, m2)
+        exact = relu_pair_conditional(a, b, s11, s12, s22, m1, m2)
         np.testing.assert_allclose(est.value, exact, rtol=1e-12)
         assert est.error <= 1e-12 and abs(est.value - exact) <= est.error + 1e-15
         # cut at the wrong place (0), the same degree is far worse, and the estimate says so
@@ -453,7 +419,7 @@ def test_mehler_tanh_with_means_against_trapezoid(c: float) -> None:
     s11, s22, m1, m2 = 2.0, 3.0, 0.3, -0.5
     s12 = c * np.sqrt(s11 * s22)
     shift = lambda m: (lambda x: np.tanh(m + x))  # noqa: E731
-    ref = trapezoid_pair(shift(m1), shift(m2), s11, s12, s22, h=0.04)
+    ref = float(trapezoid_pair(shift(m1), shift(m2), s11, s12, s22, h=0.04))
     a = hermite_expansion(jnp.tanh, np.array([s11]), m1)
     b = hermite_expansion(jnp.tanh, np.array([s22]), m2)
     est = mehler_pair(a, b, s11, s12, s22)

@@ -26,7 +26,7 @@ import pytest
 
 import tpcompile.api as api
 from tpcompile.cli import main
-from tpcompile.verify import EXIT_FAILED, Progress, fit_rate
+from tpcompile.finite.verify import EXIT_FAILED, Progress, fit_rate
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SMALL = ["--widths", "64,128,256,512,1024", "--seeds", "16"]

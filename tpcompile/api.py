@@ -24,15 +24,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from .analysis import KernelGraph
-from .emit import emit_module
-from .errors import KernelInputError, TPError
-from .frontend import load_program
-from .ir import Program
-from .numerics import NumericOptions, NumericQuantity, NumericSpec, build_report
+from tpcompile.codegen.module import emit_module
+from tpcompile.errors import KernelInputError, TPError
+from tpcompile.inputs import as_batch, default_float
+from tpcompile.ir import Program
+from tpcompile.kernels import analyse
+from tpcompile.kernels.plan import NumericOptions, NumericQuantity, NumericSpec, build_report
+from tpcompile.lang.frontend import load_program
 
 KINDS = ("nngp", "ntk")
 
@@ -46,15 +45,15 @@ class Compiled:
     """A compiled program: its IR, its kernel graph, the generated module and `kernel_fn`."""
 
     def __init__(self, program: Program, source_text: str, filename: str,
-                 options: NumericOptions | None = None) -> None:
+                 options: NumericOptions | None = None,
+                 params: Mapping[str, object] | None = None) -> None:
         self.ir = program
+        self.params = dict(params or {})
         self.program_text = source_text
         self.filename = filename
         self.options = options or NumericOptions()
         try:
-            self.graph = KernelGraph(program, options=self.options)
-            self.nngp_expr = self.graph.nngp()
-            self.ntk_expr = self.graph.ntk()
+            self.graph, self.nngp_expr, self.ntk_expr = analyse(program, self.options)
         except TPError as err:
             raise err.with_source(source_text, filename) from None
         self.source = emit_module(self.graph, self.nngp_expr, self.ntk_expr, filename)
@@ -62,6 +61,11 @@ class Compiled:
         # The text is generated from the IR by our printers (never from user text verbatim).
         exec(builtins.compile(self.source, f"<tpcompile:{filename}>", "exec"), namespace)  # noqa: S102
         self._module = namespace
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled as what it was compiled from: the generated module (functions made by `exec`)
+        # cannot be pickled, and recompiling gives the same kernels.
+        return _recompile, (self.program_text, self.params, self.filename, self.options)
 
     @property
     def numerics(self) -> tuple[NumericQuantity, ...]:
@@ -111,7 +115,7 @@ class Compiled:
                 f"x1 has data dimension {a.shape[-1]} but x2 has {b.shape[-1]}"
             )
         # Runs op by op: the closed forms and integrands are compiled functions of their own
-        # (see emit.py), so nothing here is traced into one graph that grows with depth.
+        # (see codegen/module.py), so nothing here is traced into one graph that grows with depth.
         errors: dict[int, list[Any]] | None = {} if return_errors else None
         nngp, ntk = self._kernels(a, a if b is None else b, want_ntk="ntk" in fields,
                                   same=b is None, errors=errors)
@@ -125,33 +129,12 @@ class Compiled:
     def finite(self, width: int, data_dim: int | None = None) -> Any:
         """The same program as a finite random network of this width (`finite.FiniteNetwork`):
         `init(key)`, `apply(params, x)`, and `finite.empirical_kernels` for its NNGP and NTK."""
-        from .finite import finite
+        from tpcompile.finite.network import finite
 
         return finite(self, width, data_dim)
 
     def _check(self, x: Any, what: str) -> jax.Array:
-        inp = self.ir.input
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001 - any unconvertible object is the user's input
-            raise KernelInputError(f"{what} is not an array: {exc}") from None
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-        ) or np.iscomplexobj(arr):
-            raise KernelInputError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
-        want = ("N", *map(str, inp.shape), "d")
-        if arr.ndim != len(want) or tuple(arr.shape[1:-1]) != inp.shape:
-            raise KernelInputError(
-                f"{what} has shape {arr.shape}; `input {inp.name}` needs ({', '.join(want)})",
-                hint="an indexed input x[1..T] takes arrays of shape (N, T, d)" if inp.shape
-                else "one data vector per row: shape (N, d)",
-            )
-        if arr.shape[0] == 0 or arr.shape[-1] == 0:
-            raise KernelInputError(f"{what} is empty (shape {arr.shape})")
-        if not np.all(np.isfinite(arr)):
-            raise KernelInputError(f"{what} contains NaN or infinite values")
-        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-        return jnp.asarray(arr.reshape(arr.shape[0], inp.positions, arr.shape[-1]), dtype=dtype)
+        return as_batch(x, self.ir.input, what, dtype=default_float())
 
 
 def compile(  # noqa: A001 - the natural name, as in re.compile
@@ -174,4 +157,10 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
     and `degree` the degree of the quadrature rules (for references and benchmarks)."""
     options = NumericOptions(tol=tol, samples=samples, seed=seed, method=method, degree=degree)
     program = load_program(source, params, filename)
-    return Compiled(program, source, filename, options)
+    return Compiled(program, source, filename, options, params)
+
+
+def _recompile(source: str, params: Mapping[str, object], filename: str,
+               options: NumericOptions) -> Compiled:
+    """Unpickle a `Compiled`: compile its program text again with the same params and options."""
+    return Compiled(load_program(source, params, filename), source, filename, options, params)

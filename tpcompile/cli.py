@@ -1,4 +1,4 @@
-"""The `tpcompile` command: the pipeline's stages, one subcommand each.
+"""The `tpcompile` command: the pipeline's stages, one subcommand each, registered here.
 
     tpcompile check FILE...          parse and type-check
     tpcompile ir FILE                print the unrolled, typed program
@@ -7,20 +7,27 @@
     tpcompile kernel FILE --x A.npy [--x2 B.npy] -o K.npz
     tpcompile verify FILE            empirical NTK of finite networks vs the infinite-width kernel
 
-Exit codes: 0 success, 1 a mistake in the program or inputs (a `file:line:col: error:` message),
-2 a bad command line, 3 an internal error (a bug in tpcompile; `--traceback` shows it).
+Where this sits: on top of everything, and the error boundary. Exit codes: 0 success, 1 a mistake
+in the program or inputs (a `file:line:col: error:` message), 2 a bad command line, 3 an internal
+error (a bug in tpcompile; `--traceback` shows it), 4 a failed verification.
+
+`check` and `ir` never import JAX. The kernel commands compute in float64 unless `--float32` is
+given, inside a `jax.enable_x64` scope: the CLI never changes JAX's global configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
-from .errors import TPError
-from .frontend import load_program, read_source
-from .ir import Program
+from tpcompile.errors import KernelInputError, TPError
+from tpcompile.ir import Program
+from tpcompile.lang.frontend import load_program, read_source
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -35,6 +42,42 @@ def _params(pairs: Sequence[str]) -> dict[str, str]:
 
 def _program(args: argparse.Namespace, path: str) -> Program:
     return load_program(read_source(path), _params(args.define), filename=path)
+
+
+@contextlib.contextmanager
+def precision(x64: bool) -> Iterator[None]:
+    """JAX's x64 mode for the duration of one command, restored afterwards."""
+    import jax
+
+    with jax.enable_x64(x64):
+        yield
+
+
+def compile_file(args: argparse.Namespace) -> Any:  # -> api.Compiled
+    """Compile `args.file` with its `-D` overrides (JAX is imported here, not for check/ir)."""
+    from tpcompile.api import compile as compile_program
+
+    return compile_program(read_source(args.file), _params(args.define), filename=args.file)
+
+
+def load_array(path: str, what: str) -> Any:
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise KernelInputError(f"cannot read {what} from {path}: {exc}") from None
+
+
+def demo_inputs(compiled: Any, n: int = 4, d: int = 3, seed: int = 0) -> Any:
+    """A small fixed batch shaped for the program's input: (n, d) or (n, T, d)."""
+    import numpy as np
+
+    shape = (n, *compiled.ir.input.shape, d)
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+# ---- the commands ------------------------------------------------------------------------------
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -59,43 +102,132 @@ def cmd_ir(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "ir": cmd_ir}
+def cmd_emit(args: argparse.Namespace) -> int:
+    with precision(not args.float32):
+        source = compile_file(args).source
+    if args.output:
+        Path(args.output).write_text(source)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from tpcompile.codegen.show import derivation
+
+    with precision(not args.float32):
+        sys.stdout.write(derivation(compile_file(args), latex=args.latex))
+    return 0
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    with precision(not args.float32):
+        compiled = compile_file(args)
+        x1 = load_array(args.x, "--x") if args.x else demo_inputs(compiled)
+        x2 = load_array(args.x2, "--x2") if args.x2 else None
+        k = compiled.kernel_fn(x1, x2, get=("nngp", "ntk"))
+        nngp, ntk = np.asarray(k.nngp, dtype=np.float64), np.asarray(k.ntk, dtype=np.float64)
+    if args.output:
+        np.savez(args.output, nngp=nngp, ntk=ntk)
+        print(f"wrote {args.output}: nngp and ntk of shape {nngp.shape}")
+    if not args.output or not args.x:
+        where = "built-in demo inputs, " + f"x of shape {x1.shape}" if not args.x else args.x
+        with np.printoptions(precision=6, suppress=True, linewidth=100):
+            print(f"# {args.file} on {where}\nNNGP =\n{nngp}\nNTK =\n{ntk}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tpcompile.finite import verify
+
+    widths = verify.parse_widths(args.widths)
+    if args.seeds < 2:
+        raise TPError(f"--seeds must be at least 2 (the bound uses the seed spread), "
+                      f"got {args.seeds}")
+    if args.plot:
+        verify.require_matplotlib()  # fail before the long run, not after
+    x1 = load_array(args.x, "--x") if args.x else None  # files first: fail before compiling
+    x2 = load_array(args.x2, "--x2") if args.x2 else None
+    # The infinite-width kernels are always float64; --float32 only sets the finite networks'.
+    with precision(True):
+        compiled = compile_file(args)
+        if x1 is None:
+            x1 = demo_inputs(compiled, n=6, d=4, seed=0)
+        where = args.x or f"built-in inputs of shape {x1.shape}"
+        print(f"# {args.file}: {where}{'' if x2 is None else f' vs {args.x2}'}; {args.seeds} "
+              f"seeds per width; finite networks in {'float32' if args.float32 else 'float64'}")
+        sys.stdout.flush()
+        progress = verify.Progress(len(widths) * args.seeds)
+        fits = verify.sweep(compiled, x1, x2, widths, args.seeds, args.float32, progress)
+    text, ok = verify.report(fits)
+    sys.stdout.write(text)
+    if args.plot:
+        verify.plot(fits, args.plot, f"{args.file}: empirical vs infinite-width kernels")
+        print(f"wrote {args.plot}")
+    if not ok:
+        print("tpcompile: verification failed", file=sys.stderr)
+        return verify.EXIT_FAILED
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": cmd_check,
+    "ir": cmd_ir,
+    "emit": cmd_emit,
+    "show": cmd_show,
+    "kernel": cmd_kernel,
+    "verify": cmd_verify,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tpcompile.finite.verify import DEFAULT_SEEDS, DEFAULT_WIDTHS
+
     parser = argparse.ArgumentParser(
         prog="tpcompile",
         description="Compile network programs (.tp) into infinite-width NNGP and NTK kernels.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-D",
-        dest="define",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a param (repeatable)",
-    )
-    common.add_argument(
-        "--traceback", action="store_true", help="show Python tracebacks (for debugging)"
-    )
+    common.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a param (repeatable)")
+    common.add_argument("--traceback", action="store_true",
+                        help="show Python tracebacks (for debugging)")
+    numeric = argparse.ArgumentParser(add_help=False)
+    numeric.add_argument("--float32", action="store_true", help="compute in float32")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser("check", parents=[common], help="parse and type-check programs")
     p.add_argument("files", nargs="+", metavar="FILE")
     p = sub.add_parser("ir", parents=[common], help="print the unrolled typed program")
     p.add_argument("file", metavar="FILE")
-    from . import (
-        kernel_cli,  # noqa: F401 - registers emit, show, kernel
-        verify,  # noqa: F401 - registers verify
-    )
-
-    for extend in EXTENSIONS:
-        extend(sub, common)
+    p = sub.add_parser("emit", parents=[common, numeric], help="write the generated JAX module")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", help="output .py file (default: print)")
+    p = sub.add_parser("show", parents=[common, numeric],
+                       help="print the derived kernel recursion as mathematics")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+    p = sub.add_parser("kernel", parents=[common, numeric],
+                       help="compute NNGP and NTK matrices (float64 .npz)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--x", help=".npy array (N, d) or (N, T, d); default: a built-in demo batch")
+    p.add_argument("--x2", help="second batch (default: x with itself)")
+    p.add_argument("-o", "--output", help="write nngp and ntk to this .npz file")
+    p = sub.add_parser("verify", parents=[common],
+                       help="empirical NTK/NNGP of finite networks vs the infinite-width kernels")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
+                   help="comma-separated widths (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help="networks per width (default: %(default)s)")
+    p.add_argument("--x", help=".npy inputs (N, d) or (N, T, d); default: a built-in batch")
+    p.add_argument("--x2", help="second batch (default: x with itself)")
+    p.add_argument("--plot", metavar="OUT.png", help="log-log plot of error vs width")
+    p.add_argument("--float32", action="store_true", help="finite networks in float32")
     return parser
-
-
-# Later stages register their subcommands here (see `kernel_cli.py`), once each.
-EXTENSIONS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

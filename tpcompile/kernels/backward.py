@@ -1,0 +1,163 @@
+"""The backward pass and the kernels: the NNGP and the NTK of a program's output.
+
+Where this sits: the last rules of the analysis, on top of `forward.py` and `expect.py`.
+By gradient independence (DESIGN §3), every backward vector dZ^g = sqrt(n) ∂f/∂Z^g is linear in
+backward Gaussians — the readout v and one Ŵᵀdg per matmul use, independent of the forward pass —
+with forward functions as coefficients (`backward_coefficients`, symbolic). Their covariances
+follow the same memoised recursion (`backward_cov`), and the NTK sums, over every parameter and
+every pair of its uses, the parameterization's factor times the backward covariance times the
+forward factor (`ntk`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import sympy
+
+from tpcompile import ir
+from tpcompile.kernels.forward import function, gram
+from tpcompile.kernels.graph import KernelGraph
+from tpcompile.kernels.param import Parameterization
+
+READOUT = "v"  # the backward Gaussian of the readout
+
+
+class _Consumers:
+    """Who reads each value in the backward pass: the backward Gaussians a value feeds directly
+    (`direct[value][gaussian] = coef`) and the linear combinations it is a term of."""
+
+    def __init__(self) -> None:
+        self.direct: dict[str, dict[str, sympy.Expr]] = defaultdict(dict)
+        self.lincombs: dict[str, list[tuple[sympy.Expr, str]]] = defaultdict(list)
+
+
+def _matmul_reads(ins: ir.MatMul, into: _Consumers) -> None:
+    into.direct[ins.arg][ins.out] = sympy.Integer(1)  # dh += Ŵᵀ dg, one backward Gaussian
+
+
+def _lincomb_reads(ins: ir.LinComb, into: _Consumers) -> None:
+    for c, v in ins.terms:
+        into.lincombs[v].append((c, ins.out))  # dv += c · dg
+
+
+#: How each instruction type passes gradients back to what it reads. Embeddings and biases read
+#: no value; an H value is a function of G values, differentiated where it is read.
+_READS: dict[type, Callable[[Any, _Consumers], None]] = {
+    ir.MatMul: _matmul_reads,
+    ir.LinComb: _lincomb_reads,
+}
+
+
+def backward_coefficients(program: ir.Program, param: Parameterization
+                          ) -> dict[str, dict[str, sympy.Expr]]:
+    """For every G value g: dZ^g = Σ_j coef_j · G_j over backward Gaussians G_j ("v" for the
+    readout, a matmul's name for its Ŵᵀdg), each coef a function of forward G values."""
+    consumers = _Consumers()
+    consumers.direct[program.output][READOUT] = param.readout_seed(program.readout.var,
+                                                                    sympy.sqrt)
+    for ins in program.instrs:
+        if type(ins) in _READS:
+            _READS[type(ins)](ins, consumers)
+    grads: dict[str, dict[str, sympy.Expr]] = {}
+    for ins in reversed(program.instrs):
+        if ins.kind != "G":
+            continue
+        sym = ir.symbol(ins.out)
+        acc: dict[str, sympy.Expr] = defaultdict(lambda: sympy.Integer(0))
+        for value, gaussians in consumers.direct.items():
+            other = program.by_name[value]
+            fn = other.fn if isinstance(other, ir.Nonlin) else ir.symbol(value)
+            if sym not in fn.free_symbols:
+                continue
+            partial = sympy.diff(fn, sym)
+            for gauss, c in gaussians.items():
+                acc[gauss] += c * partial
+        for c, user in consumers.lincombs[ins.out]:
+            for gauss, coef in grads[user].items():
+                acc[gauss] += c * coef
+        grads[ins.out] = {k: v for k, v in acc.items() if v != 0}
+    return grads
+
+
+def backward_cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
+    """E[dZ^g(a) dZ^h(b)] for G values g, h, with dZ = sqrt(n) ∂f/∂Z."""
+    # Keyed on the expansions, not the names: a bias and the matmul it is added to share
+    # one backward vector, hence one quantity.
+    key = ("D", frozenset(graph.backward[g].items()), frozenset(graph.backward[h].items()))
+    if key in graph.memo:
+        return graph.memo[key]
+    total = sympy.Integer(0)
+    for gauss_g, coef_g in graph.backward[g].items():
+        for gauss_h, coef_h in graph.backward[h].items():
+            c = _gaussian_cov(graph, gauss_g, gauss_h)
+            if c != 0:
+                total += graph.expect(coef_g, coef_h) * c
+    return graph.node(key, total, f"D({g}, {h})")
+
+
+def _gaussian_cov(graph: KernelGraph, x: str, y: str) -> sympy.Expr:
+    """Cov of two backward Gaussians: the readout v (variance 1) or Ŵᵀdg for a matmul g."""
+    if READOUT in (x, y):
+        return sympy.Integer(1 if x == y else 0)
+    wx, wy = graph.instr(x), graph.instr(y)
+    if wx.weight != wy.weight:
+        return sympy.Integer(0)
+    var = graph.param.forward_factor(graph.program.weight[wx.weight].var)
+    return var * backward_cov(graph, x, y)
+
+
+def nngp(graph: KernelGraph) -> sympy.Expr:
+    out, ro = graph.program.output, graph.program.readout
+    f = function(graph, out)
+    return (graph.param.forward_factor(ro.var) * graph.expect(f, f)
+            + graph.param.forward_factor(ro.bias_var))
+
+
+def _forward_factor(graph: KernelGraph, a: ir.Instr, b: ir.Instr) -> sympy.Expr:
+    """E[h_a h_b'] of two uses of one matrix: the data gram for embeddings."""
+    if isinstance(a, ir.Embed):
+        return gram(graph, a.position, b.position)
+    return graph.expect(function(graph, a.arg), function(graph, b.arg))
+
+
+def _use(graph: KernelGraph, ins: ir.MatMul | ir.Embed, uses: dict[str, list[ir.Instr]]
+         ) -> sympy.Expr:
+    uses[ins.weight].append(ins)  # every pair of uses of one matrix is summed below
+    return sympy.Integer(0)
+
+
+def _bias_term(graph: KernelGraph, ins: ir.Bias, uses: dict[str, list[ir.Instr]]
+               ) -> sympy.Expr:
+    return graph.param.ntk_factor(ins.var) * backward_cov(graph, ins.out, ins.out)
+
+
+#: The trained parameters each instruction type carries: a use of a matrix, or a bias vector.
+_PARAMETERS: dict[type, Callable[[KernelGraph, Any, dict[str, list[ir.Instr]]], sympy.Expr]] = {
+    ir.MatMul: _use,
+    ir.Embed: _use,
+    ir.Bias: _bias_term,
+}
+
+
+def ntk(graph: KernelGraph) -> sympy.Expr:
+    """Σ over every matrix, data matrix, bias and the readout, and every pair of uses."""
+    program, param = graph.program, graph.param
+    uses: dict[str, list[ir.Instr]] = defaultdict(list)
+    total = nngp(graph)  # the readout weights' and readout bias's own contribution
+    for ins in program.instrs:
+        if type(ins) in _PARAMETERS:
+            term = _PARAMETERS[type(ins)](graph, ins, uses)
+            if term != 0:
+                total += term
+    for w, its in uses.items():
+        var = param.ntk_factor(program.weight[w].var)
+        for a in its:
+            for b in its:
+                d = backward_cov(graph, a.out, b.out)
+                if d == 0:
+                    continue
+                total += var * d * _forward_factor(graph, a, b)
+    return total

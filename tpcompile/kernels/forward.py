@@ -1,0 +1,124 @@
+"""The forward rules of the Master Theorem: means, sources and covariances of G values.
+
+Where this sits: the kernel graph (`graph.py`) is filled by these rules and by the expectation
+engine (`expect.py`), which asks `cov` for the covariances of the Gaussians it integrates over.
+Each rule is keyed by instruction type, as in an interpreter:
+
+- linear combinations expand bilinearly (`LINEAR`), on the left first, then on the right;
+- two leaves meet by `LEAF_PAIRS[(type(a), type(b))]`; leaves of different random families
+  (any pair not in the table) are independent, covariance 0.
+
+Cov(Z^{W h}(a), Z^{W h'}(b)) = s2 · E[Z^h(a) Z^h'(b)] for two uses of the SAME matrix, s2 ·
+<x_p(a), x_q(b)>/d on data, and a bias is one G vector shared by all inputs (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy
+
+from tpcompile import ir
+from tpcompile.kernels.graph import DataGram, KernelGraph, to_side
+
+_ZERO = sympy.Integer(0)
+
+
+def mean(graph: KernelGraph, g: str) -> sympy.Expr:
+    """E[Z^g]: a bias's mean, propagated through linear combinations; 0 for matmuls."""
+    ins = graph.instr(g)
+    if isinstance(ins, ir.Bias):
+        return ins.mean
+    if isinstance(ins, ir.LinComb):
+        return ins.const + sum((c * mean(graph, v) for c, v in ins.terms), _ZERO)
+    return _ZERO
+
+
+_SOURCES: dict[type, Callable[[KernelGraph, ir.Instr], frozenset[str]]] = {
+    ir.MatMul: lambda graph, ins: frozenset([ins.weight]),
+    ir.Embed: lambda graph, ins: frozenset([ins.weight]),
+    ir.Bias: lambda graph, ins: frozenset([ins.out]),
+    ir.LinComb: lambda graph, ins: frozenset().union(*(sources(graph, v) for _, v in ins.terms)),
+}
+
+
+def sources(graph: KernelGraph, g: str) -> frozenset[str]:
+    """The independent random families (matrices, biases) a G value is built from."""
+    if g not in graph.sources_cache:
+        ins = graph.instr(g)
+        graph.sources_cache[g] = _SOURCES[type(ins)](graph, ins)
+    return graph.sources_cache[g]
+
+
+def function(graph: KernelGraph, name: str) -> sympy.Expr:
+    """A value as a function of G values: its symbol if G, its composed function if H."""
+    ins = graph.instr(name)
+    return ins.fn if isinstance(ins, ir.Nonlin) else ir.symbol(name)
+
+
+def gram(graph: KernelGraph, p: int, q: int) -> sympy.Expr:
+    """<x_p(a), x_q(b)>/d, a leaf read from the data."""
+    text = graph.program.input.index_text
+    return graph.node(("gram", p, q), DataGram(p, q), f"<{text(p)}, {text(q)}>/d")
+
+
+# ---- covariance rules ---------------------------------------------------------------------------
+
+LeafRule = Callable[[KernelGraph, ir.Instr, ir.Instr], sympy.Expr]
+
+
+def _matmuls(graph: KernelGraph, a: ir.MatMul, b: ir.MatMul) -> sympy.Expr:
+    if a.weight != b.weight:
+        return _ZERO
+    second = graph.expect(function(graph, a.arg), function(graph, b.arg))
+    return graph.param.forward_factor(graph.program.weight[a.weight].var) * second
+
+
+def _embeds(graph: KernelGraph, a: ir.Embed, b: ir.Embed) -> sympy.Expr:
+    if a.weight != b.weight:
+        return _ZERO
+    var = graph.param.forward_factor(graph.program.weight[a.weight].var)
+    return var * gram(graph, a.position, b.position)
+
+
+def _biases(graph: KernelGraph, a: ir.Bias, b: ir.Bias) -> sympy.Expr:
+    return graph.param.forward_factor(a.var) if a.out == b.out else _ZERO
+
+
+#: Linear instructions: their terms (coefficient, value), expanded bilinearly.
+LINEAR: dict[type, Callable[[ir.Instr], tuple[tuple[sympy.Expr, str], ...]]] = {
+    ir.LinComb: lambda ins: ins.terms,
+}
+
+#: Pairs of leaf instructions that can be correlated; every other pair is independent.
+LEAF_PAIRS: dict[tuple[type, type], LeafRule] = {
+    (ir.MatMul, ir.MatMul): _matmuls,
+    (ir.Embed, ir.Embed): _embeds,
+    (ir.Bias, ir.Bias): _biases,
+}
+
+
+def cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
+    """Cov(Z^g(a), Z^h(b)) by the Master Theorem's rules."""
+    key = ("cov", g, h)
+    if key in graph.memo:
+        return graph.memo[key]
+    a, b = graph.instr(g), graph.instr(h)
+    if type(a) in LINEAR:
+        formula = sum((c * cov(graph, v, h) for c, v in LINEAR[type(a)](a)), _ZERO)
+    elif type(b) in LINEAR:
+        formula = sum((c * cov(graph, g, v) for c, v in LINEAR[type(b)](b)), _ZERO)
+    else:
+        rule = LEAF_PAIRS.get((type(a), type(b)))
+        formula = rule(graph, a, b) if rule is not None else _ZERO
+    return graph.node(key, formula, f"Σ({g}, {h})")
+
+
+def pair_cov(graph: KernelGraph, x: tuple[str, sympy.Symbol], y: tuple[str, sympy.Symbol]
+             ) -> sympy.Expr:
+    """Cov of two G symbols each tagged with the input it is read at ("L": a, "R": b)."""
+    (sx, vx), (sy, vy) = x, y
+    if sx == sy:
+        return to_side(cov(graph, vx.name, vy.name), sx)
+    left, right = (vx, vy) if sx == "L" else (vy, vx)
+    return cov(graph, left.name, right.name)

@@ -1,0 +1,127 @@
+"""The runtime of generated kernel modules: the one import they need besides jax.
+
+Where this sits in the pipeline: parse -> elaborate -> analyse -> emit -> **run**. A generated
+module (`codegen/module.py`) computes closed forms inline and calls this module for everything else:
+data inner products (`gram`, `gram_diag`), broadcasting (`full`, `matrix`) and the numerical
+Gaussian expectations chosen by the analysis (`kernels/plan.py`, THEORY.md §6), implemented in
+
+- `mehler`: Hermite coefficients per input (`hermite_expansion`) and the Mehler series per pair
+  (`mehler_pair`) for one-variable functions with a smooth side;
+- `quadrature`: the 1-D panel rule (`quad_mean`), the split 2-D rule for kinked functions
+  (`split_pair`), and plain 2-D Gauss-Hermite (`hermite_pair`, a reference);
+- `multivariate`: functions of several Gaussians - tensor Gauss-Hermite for smooth ones in at most
+  4 dimensions (`tensor_pair`, `tensor_mean`), else Monte Carlo with common random numbers and
+  antithetic pairs (`mc_pair`, `mc_mean`).
+
+Each numerical function returns (value, error) - an estimated error bound, or a standard error for
+Monte Carlo - and the generated code passes it through `track`, which keeps the error when the
+caller asked for errors (`Compiled.kernel_fn(..., return_errors=True)`) and returns the value.
+All functions are traceable, vectorised over batch entries, follow the (co)variance dtype, and give
+finite values for zero variances and correlations of exactly +-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from tpcompile.runtime.mehler import (
+    HermiteExpansion,
+    MehlerEstimate,
+    hermite_expansion,
+    mehler_pair,
+)
+from tpcompile.runtime.montecarlo import mc_mean, mc_pair, tensor_mean, tensor_pair
+from tpcompile.runtime.quadrature import (
+    Estimate,
+    gauss_mean,
+    gauss_pair,
+    hermite_pair,
+    quad_mean,
+    split_pair,
+)
+
+__all__ = [
+    "Estimate",
+    "HermiteExpansion",
+    "MehlerEstimate",
+    "full",
+    "gauss_mean",
+    "gauss_pair",
+    "gram",
+    "gram_diag",
+    "hermite_expansion",
+    "hermite_pair",
+    "matrix",
+    "mc_mean",
+    "mc_pair",
+    "mehler_pair",
+    "quad_mean",
+    "split_pair",
+    "tensor_mean",
+    "tensor_pair",
+    "track",
+]
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def track(errors: MutableMapping[int, list[Any]] | None, node: int, result: Sequence[Any]
+          ) -> jax.Array:
+    """The value of a numerical (value, error, ...) result; with an `errors` mapping, the whole
+    result is also appended to errors[node] (a quantity is evaluated once per context: the
+    diagonal of each batch and the cross grid)."""
+    if errors is not None:
+        errors.setdefault(node, []).append(result)
+    return result[0]
+
+
+# ---- data and array plumbing used by generated kernel modules ----------------------------------
+
+
+def _fixed_order_dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Σ_k a[..., k] b[..., k] summed in one fixed pairwise order, whatever the batch shape.
+
+    BLAS matmuls and reductions pick their summation order by array shape, so the same pair of
+    vectors can round differently in the N1×N2 grid and in the per-example diagonal. Kernel
+    formulas are ill-conditioned at correlation 1 (arccos), where that 1e-16 difference becomes
+    1e-8; with every inner product summed the same way, identical inputs give bitwise identical
+    variances and covariances, and an exactly zero angle.
+    """
+    prod = a * b
+    d = prod.shape[-1]
+    size = 1 << max(d - 1, 0).bit_length()
+    prod = jnp.pad(prod, [(0, 0)] * (prod.ndim - 1) + [(0, size - d)])
+    while prod.shape[-1] > 1:
+        half = prod.shape[-1] // 2
+        prod = prod[..., :half] + prod[..., half:]
+    return prod[..., 0]
+
+
+def gram(x1: jax.Array, x2: jax.Array, p: int, q: int) -> jax.Array:
+    """<x1[a, p], x2[b, q]> / d for all pairs (a, b): shape (N1, N2). x has shape (N, P, d)."""
+    right = x2[:, q, :]
+    rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :],
+                   batch_size=64)
+    return rows / x1.shape[-1]
+
+
+def gram_diag(x: jax.Array, p: int, q: int) -> jax.Array:
+    """<x[a, p], x[a, q]> / d for every example a: shape (N,)."""
+    return _fixed_order_dot(x[:, p, :], x[:, q, :]) / x.shape[-1]
+
+
+def full(x1: jax.Array, x2: jax.Array, value: ArrayLike) -> jax.Array:
+    """`value` broadcast to the (N1, N2) kernel grid in the inputs' dtype (constants included)."""
+    return jnp.broadcast_to(jnp.asarray(value, dtype=x1.dtype), (x1.shape[0], x2.shape[0]))
+
+
+def matrix(rows: Sequence[Sequence[ArrayLike]]) -> jax.Array:
+    """Stack a small matrix of broadcastable arrays into shape (..., k, m)."""
+    entries = jnp.broadcast_arrays(*(jnp.asarray(e) for row in rows for e in row))
+    k, m = len(rows), len(rows[0])
+    return jnp.stack(entries, axis=-1).reshape(*entries[0].shape, k, m)
