@@ -63,6 +63,7 @@ def inputs(n: int, seed: int = 0) -> np.ndarray:
 def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The MLP's NNGP and NTK: Sigma^l = sw2 E[phi phi'] + sb2, Theta^l = Sigma^l + sw2
     E[phi' phi'] Theta^{l-1}; NNGP = E[phi phi'], NTK = NNGP + E[phi' phi'] Theta^L."""
+
     def tanh_d(u: np.ndarray) -> np.ndarray:
         return 1 - np.tanh(u) ** 2
 
@@ -85,8 +86,10 @@ def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def error(k: tuple[jax.Array, jax.Array], ref: tuple[np.ndarray, np.ndarray]) -> float:
-    return max(float(np.max(np.abs(np.asarray(a) - b) / (np.abs(b) + np.max(np.abs(b)))))
-               for a, b in zip(k, ref, strict=True))
+    return max(
+        float(np.max(np.abs(np.asarray(a) - b) / (np.abs(b) + np.max(np.abs(b)))))
+        for a, b in zip(k, ref, strict=True)
+    )
 
 
 def timed(compiled: tpcompile.Compiled, x: np.ndarray) -> float:
@@ -100,8 +103,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="inputs timed (default 1000)")
     parser.add_argument("--subset", type=int, default=40, help="inputs checked for accuracy")
     parser.add_argument("--target", type=float, default=1e-9, help="error to reach")
-    parser.add_argument("--degrees", default="64,96,128,160,200,256,320,400",
-                        help="Gauss-Hermite degrees to try, ascending")
+    parser.add_argument(
+        "--degrees",
+        default="64,96,128,160,200,256,320,400",
+        help="Gauss-Hermite degrees to try, ascending",
+    )
     args = parser.parse_args()
     x = inputs(args.n)
     sub = x[: args.subset]
@@ -125,16 +131,24 @@ def main() -> None:
         raise SystemExit(f"no Gauss-Hermite degree in {args.degrees} reaches {args.target:g}")
     gh_cold = timed(tpcompile.compile(SOURCE, method="hermite", degree=degree), x)
 
-    print(f"\ndepth-{DEPTH} tanh MLP (sw2={SW2}, sb2={SB2}), NNGP + NTK of {args.n} x {args.n} "
-          f"inputs; error on {args.subset} inputs vs a trapezoid reference; target "
-          f"{args.target:g}\n")
+    print(
+        f"\ndepth-{DEPTH} tanh MLP (sw2={SW2}, sb2={SB2}), NNGP + NTK of {args.n} x {args.n} "
+        f"inputs; error on {args.subset} inputs vs a trapezoid reference; target "
+        f"{args.target:g}\n"
+    )
     print(f"{'method':<34} {'error':>8} {'cold s':>9} {'warm s':>9} {'GH / this':>10}")
-    print(f"{'tpcompile auto (Mehler, tol 1e-10)':<34} {auto_err:8.1e} {auto_cold:9.2f} "
-          f"{auto_warm:9.2f} {gh_cold / auto_cold:7.0f}x/{gh_cold / auto_warm:.0f}x")
-    print(f"{f'2-D Gauss-Hermite, degree {degree}':<34} {gh_err:8.1e} {gh_cold:9.2f} "
-          f"{'':>9} {1:9.0f}x")
-    print(f"\n(at most {terms} Mehler terms per pair; GH / this: cold / cold and cold / warm; "
-          "the Gauss-Hermite time includes its compilation, a few seconds)")
+    print(
+        f"{'tpcompile auto (Mehler, tol 1e-10)':<34} {auto_err:8.1e} {auto_cold:9.2f} "
+        f"{auto_warm:9.2f} {gh_cold / auto_cold:7.0f}x/{gh_cold / auto_warm:.0f}x"
+    )
+    print(
+        f"{f'2-D Gauss-Hermite, degree {degree}':<34} {gh_err:8.1e} {gh_cold:9.2f} "
+        f"{'':>9} {1:9.0f}x"
+    )
+    print(
+        f"\n(at most {terms} Mehler terms per pair; GH / this: cold / cold and cold / warm; "
+        "the Gauss-Hermite time includes its compilation, a few seconds)"
+    )
 
 
 if __name__ == "__main__":

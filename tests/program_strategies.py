@@ -85,12 +85,17 @@ def programs(draw: st.DrawFn, max_steps: int = 4) -> str:
         out = f"{pool[-1]} * erf({pick()})"
 
     decls = ["input x"]
-    decls += [f"weight A{i} ~ N(0, {draw(st.sampled_from(VARIANCES))})"
-              for i in range(1, n_data + 1)]
-    decls += [f"weight W{j} ~ N(0, {draw(st.sampled_from(VARIANCES))})"
-              for j in sorted(used_hidden)]
-    decls += [f"bias b{k} ~ N({draw(st.sampled_from(('0', '0.3')))}, "
-              f"{draw(st.sampled_from(('0.1', '0.5')))})" for k in sorted(used_bias)]
+    decls += [
+        f"weight A{i} ~ N(0, {draw(st.sampled_from(VARIANCES))})" for i in range(1, n_data + 1)
+    ]
+    decls += [
+        f"weight W{j} ~ N(0, {draw(st.sampled_from(VARIANCES))})" for j in sorted(used_hidden)
+    ]
+    decls += [
+        f"bias b{k} ~ N({draw(st.sampled_from(('0', '0.3')))}, "
+        f"{draw(st.sampled_from(('0.1', '0.5')))})"
+        for k in sorted(used_bias)
+    ]
     if draw(st.booleans()):
         decls.append(f"readout ~ N(0, {draw(st.sampled_from(VARIANCES))}) + N(0, 0.2)")
     return "\n".join([*decls, *body, f"output {out}"]) + "\n"

@@ -109,8 +109,9 @@ def _shaped(out: np.ndarray, shape: tuple[int, ...]):
 # Smooth integrands: the trapezoid rule
 
 
-def trapezoid_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, h: float = 0.05,
-                   zmax: float = 13.0):
+def trapezoid_pair(
+    f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, h: float = 0.05, zmax: float = 13.0
+):
     """E[f(u) g(v)] by the tensor trapezoid rule in Cholesky coordinates, step h on [-zmax, zmax]^2.
 
     For integrands analytic in a strip |Im z| < a around the real axis (tanh, sigmoid, softplus,
@@ -137,9 +138,22 @@ def trapezoid_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, h: float = 0.05,
 # Kinked integrands: Gauss-Legendre split at the kinks
 
 
-def split_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, *, kink_f: float | None = 0.0,
-               kink_g: float | None = 0.0, panels: int = 1, nodes: int = 160, zmax: float = 12.0,
-               return_abs: bool = False):
+def split_pair(
+    f: Fn,
+    g: Fn,
+    s11,
+    s12,
+    s22,
+    m1=0.0,
+    m2=0.0,
+    *,
+    kink_f: float | None = 0.0,
+    kink_g: float | None = 0.0,
+    panels: int = 1,
+    nodes: int = 160,
+    zmax: float = 12.0,
+    return_abs: bool = False,
+):
     """E[f(u) g(v)] for f smooth except at u = kink_f, g except at v = kink_g (None: smooth),
     by composite Gauss-Legendre in Cholesky coordinates with a breakpoint at every kink.
 
@@ -163,8 +177,11 @@ def split_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, *, kink_f: float | N
     block = max(1, 100_000 // (entries * (panels + 1) * nodes))  # outer nodes per pass
     for j in range(0, z1.shape[1], block):
         v0 = m2[:, None] + l21[:, None] * z1[:, j : j + block]  # (E, B)
-        cut = np.full(v0.shape, np.nan) if kink_g is None else np.where(
-            pos, (kink_g - v0) / safe, np.nan)
+        cut = (
+            np.full(v0.shape, np.nan)
+            if kink_g is None
+            else np.where(pos, (kink_g - v0) / safe, np.nan)
+        )
         z2, w2 = _composite(cut.ravel(), panels, nodes, zmax)
         z2, w2 = z2.reshape(*v0.shape, -1), w2.reshape(*v0.shape, -1)
         gv = g(v0[..., None] + l22[:, None, None] * z2)
@@ -178,8 +195,17 @@ def split_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, *, kink_f: float | N
     return _shaped(total, shape)
 
 
-def graded_pair(f: Fn, g: Fn, s11, s12, s22, nodes: int = 32, panels: int = 20,
-                zmax: float = 12.0, chunk: int = 8):
+def graded_pair(
+    f: Fn,
+    g: Fn,
+    s11,
+    s12,
+    s22,
+    nodes: int = 32,
+    panels: int = 20,
+    zmax: float = 12.0,
+    chunk: int = 8,
+):
     """E[f(u) g(v)], zero means, f and g smooth except at 0 (a kink or a jump: relu, step,
     relu * erf), for every covariance: correlations +-1 and zero variances included.
 
@@ -234,8 +260,9 @@ def _graded_flat(f, g, s11, s12, s22, nodes, panels, zmax):
     return np.sum(wz * f(u) * inner, axis=-1)
 
 
-def split_mean(f: Fn, s, m=0.0, *, kinks: Sequence[float] = (0.0,), nodes: int = 160,
-               zmax: float = 12.0):
+def split_mean(
+    f: Fn, s, m=0.0, *, kinks: Sequence[float] = (0.0,), nodes: int = 160, zmax: float = 12.0
+):
     """E[f(u)], u ~ N(m, s), s > 0, f smooth except at `kinks`: Gauss-Legendre with `nodes` nodes
     on each piece of [-zmax, zmax] between the kinks' standard scores (geometric convergence, as
     `split_pair`). E[f(u) g(r u)] (a pair at |correlation| = 1) is split_mean of u -> f(u) g(r u),
@@ -252,9 +279,21 @@ def split_mean(f: Fn, s, m=0.0, *, kinks: Sequence[float] = (0.0,), nodes: int =
 # Adaptive SciPy cross-checks of the rules above (slow; a few entries at a time)
 
 
-def adaptive_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, *, kink_f: float | None = None,
-                  kink_g: float | None = None, zmax: float = 13.0, epsabs: float = 1e-15,
-                  epsrel: float = 1e-14):
+def adaptive_pair(
+    f: Fn,
+    g: Fn,
+    s11,
+    s12,
+    s22,
+    m1=0.0,
+    m2=0.0,
+    *,
+    kink_f: float | None = None,
+    kink_g: float | None = None,
+    zmax: float = 13.0,
+    epsabs: float = 1e-15,
+    epsrel: float = 1e-14,
+):
     """E[f(u) g(v)] by nested adaptive Gauss-Kronrod (scipy `quad_vec`) in Cholesky coordinates,
     to the requested absolute/relative error; kinks, if given, are breakpoints of the outer
     (z1 where u = kink_f) and inner (z2 where v = kink_g) integrals. Without kinks all entries are
@@ -262,13 +301,24 @@ def adaptive_pair(f: Fn, g: Fn, s11, s12, s22, m1=0.0, m2=0.0, *, kink_f: float 
     breakpoints differ per entry, one entry at a time. Needs l22 > 0 where kink_g is given."""
     shape, (s11, s12, s22, m1, m2) = _entries(s11, s12, s22, m1, m2)
     if kink_f is None and kink_g is None:
-        return _shaped(_adaptive(f, g, s11, s12, s22, m1, m2, None, None, zmax, epsabs, epsrel),
-                       shape)
-    out = np.array([
-        _adaptive(f, g, *(np.array([a[i]]) for a in (s11, s12, s22, m1, m2)), kink_f, kink_g,
-                  zmax, epsabs, epsrel)[0]
-        for i in range(s11.size)
-    ])
+        return _shaped(
+            _adaptive(f, g, s11, s12, s22, m1, m2, None, None, zmax, epsabs, epsrel), shape
+        )
+    out = np.array(
+        [
+            _adaptive(
+                f,
+                g,
+                *(np.array([a[i]]) for a in (s11, s12, s22, m1, m2)),
+                kink_f,
+                kink_g,
+                zmax,
+                epsabs,
+                epsrel,
+            )[0]
+            for i in range(s11.size)
+        ]
+    )
     return _shaped(out, shape)
 
 
@@ -282,17 +332,26 @@ def _adaptive(f, g, s11, s12, s22, m1, m2, kink_f, kink_g, zmax, epsabs, epsrel)
     def inner(z1: float) -> np.ndarray:
         v0 = m2 + l21 * z1
         cut = None if kink_g is None else float((kink_g - v0[0]) / l22[0])
-        val, _ = integrate.quad_vec(lambda z2: normal_pdf(z2) * g(v0 + l22 * z2), -zmax, zmax,
-                                    **opts, **points(cut))
+        val, _ = integrate.quad_vec(
+            lambda z2: normal_pdf(z2) * g(v0 + l22 * z2), -zmax, zmax, **opts, **points(cut)
+        )
         return normal_pdf(z1) * f(m1 + l11 * z1) * val
 
     cut = None if kink_f is None else float((kink_f - m1[0]) / l11[0])
     return integrate.quad_vec(inner, -zmax, zmax, **opts, **points(cut))[0]
 
 
-def density_dblquad(f: Callable[[float], float], g: Callable[[float], float], s11: float,
-                    s12: float, s22: float, lo: float, hi: float, epsabs: float,
-                    epsrel: float) -> float:
+def density_dblquad(
+    f: Callable[[float], float],
+    g: Callable[[float], float],
+    s11: float,
+    s12: float,
+    s22: float,
+    lo: float,
+    hi: float,
+    epsabs: float,
+    epsrel: float,
+) -> float:
     """The integral of f(u) g(v) p(u, v) over the square [lo, hi]^2 (hi may be inf), p the
     zero-mean bivariate normal density with det(S) > 0, by scipy's adaptive `dblquad` directly in
     (u, v): no change of variables, so independent of the Cholesky-based rules. For f, g that
@@ -308,8 +367,9 @@ def density_dblquad(f: Callable[[float], float], g: Callable[[float], float], s1
     return integrate.dblquad(integrand, lo, hi, lo, hi, epsabs=epsabs, epsrel=epsrel)[0]
 
 
-def relu_pair_conditional(a: float, b: float, s11: float, s12: float, s22: float, m1: float,
-                          m2: float) -> float:
+def relu_pair_conditional(
+    a: float, b: float, s11: float, s12: float, s22: float, m1: float, m2: float
+) -> float:
     """E[relu(u - a) relu(v - b)] by adaptive 1-D quadrature (scipy `quad`) over u's standard
     variable z from u = a upwards, with the conditional expectation of relu(v - b) given z in
     closed form: v | z ~ N(mu, tau^2), E relu = mu Phi(mu/tau) + tau phi(mu/tau). Scalars, s22 >
@@ -322,5 +382,4 @@ def relu_pair_conditional(a: float, b: float, s11: float, s12: float, s22: float
         inner = mu * norm.cdf(mu / tau) + tau * norm.pdf(mu / tau)
         return norm.pdf(z) * max(m1 + l11 * z - a, 0.0) * inner
 
-    return integrate.quad(integrand, (a - m1) / l11, 13, epsabs=1e-15, epsrel=1e-13,
-                          limit=200)[0]
+    return integrate.quad(integrand, (a - m1) / l11, 13, epsabs=1e-15, epsrel=1e-13, limit=200)[0]

@@ -99,7 +99,11 @@ def assert_kernels_close(got, want, *, relu, x1, x2=None, rtol=RTOL, rtol_same=R
     same = identical_pairs(x1, x2)
     assert_kernel_close(got.nngp, want.nngp, rtol=rtol, what=f"{what} nngp")
     assert_kernel_close(
-        got.ntk, want.ntk, rtol=rtol, same=same, rtol_same=rtol_same if relu else rtol,
+        got.ntk,
+        want.ntk,
+        rtol=rtol,
+        same=same,
+        rtol_same=rtol_same if relu else rtol,
         what=f"{what} ntk",
     )
 
@@ -174,9 +178,7 @@ MLP_SETTINGS = {
 
 
 def mlp_reference(x1, x2, phi, L, *, sw2, sb2, sv2, svb2):
-    return ref.mlp_kernels(
-        x1, x2, L=L, phi=phi, sw2=sw2, sb2=sb2 or 0.0, sv2=sv2, svb2=svb2 or 0.0
-    )
+    return ref.mlp_kernels(x1, x2, L=L, phi=phi, sw2=sw2, sb2=sb2 or 0.0, sv2=sv2, svb2=svb2 or 0.0)
 
 
 def resnet_source(phi, *, su2, sw2, alpha, out_phi):

@@ -93,15 +93,17 @@ def inputs(shape: tuple[int, ...], n: int = 6, seed_: int = 0) -> np.ndarray:
     return np.random.default_rng(seed_).normal(size=(n, *shape, D))
 
 
-def kernel_samples(net: FiniteNetwork, x1: np.ndarray, x2: np.ndarray | None = None,
-                   seeds: int = SEEDS) -> tuple[np.ndarray, np.ndarray]:
+def kernel_samples(
+    net: FiniteNetwork, x1: np.ndarray, x2: np.ndarray | None = None, seeds: int = SEEDS
+) -> tuple[np.ndarray, np.ndarray]:
     """Empirical (NNGP, NTK) of `seeds` networks, each of shape (seeds, N1, N2)."""
     out = [sample_kernels(net, jax.random.PRNGKey(1000 + s), x1, x2) for s in range(seeds)]
     return tuple(np.stack([np.asarray(k[i]) for k in out]) for i in (0, 1))  # type: ignore
 
 
-def assert_agrees(samples: np.ndarray, k_inf: np.ndarray, width: int, what: str,
-                  extra: float = 0.0) -> None:
+def assert_agrees(
+    samples: np.ndarray, k_inf: np.ndarray, width: int, what: str, extra: float = 0.0
+) -> None:
     """The module docstring's criterion; `extra` adds a relative allowance (kernel's own error)."""
     k_inf = np.asarray(k_inf, dtype=np.float64)
     s = samples.shape[0]
@@ -155,14 +157,17 @@ def test_apply_matches_hand_written_network() -> None:
     np.testing.assert_allclose(np.asarray(net.apply(p, x)), f, rtol=1e-12, atol=1e-12)
 
 
-def brute_force_kernels(net: FiniteNetwork, params: dict, x1: np.ndarray,
-                        x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def brute_force_kernels(
+    net: FiniteNetwork, params: dict, x1: np.ndarray, x2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """NTK from the full Jacobian of f w.r.t. every parameter; NNGP from the readout's."""
     j1, j2 = jax.jacrev(net.apply)(params, x1), jax.jacrev(net.apply)(params, x2)
 
     def gram(names: list[str]) -> np.ndarray:
-        return sum(np.asarray(j1[k]).reshape(len(x1), -1) @ np.asarray(j2[k]).reshape(
-            len(x2), -1).T for k in names)
+        return sum(
+            np.asarray(j1[k]).reshape(len(x1), -1) @ np.asarray(j2[k]).reshape(len(x2), -1).T
+            for k in names
+        )
 
     readout = [k for k in params if k in (READOUT, READOUT_BIAS)]
     return gram(readout), gram(list(params))
@@ -185,8 +190,9 @@ def test_width_averages_are_per_example() -> None:
     # layernorm's moments average over the n coordinates of one example, never across examples.
     program = load_program("input x\nweight U ~ N(0, 1)\noutput layernorm(U @ x)\n")
     net = FiniteNetwork(program, 256, D)
-    feats = net.features(net.init(jax.random.PRNGKey(0)), inputs(()) * [[1], [3], [10],
-                                                                         [1], [1], [1]])
+    feats = net.features(
+        net.init(jax.random.PRNGKey(0)), inputs(()) * [[1], [3], [10], [1], [1], [1]]
+    )
     h = np.asarray(feats.readout) * math.sqrt(256)  # sqrt(sv2/n)·h_out, sv2 = 1
     np.testing.assert_allclose(h.mean(axis=1), 0, atol=1e-12)
     np.testing.assert_allclose(h.var(axis=1), 1, rtol=1e-3)  # eps = 1e-5 against var ~ 1..100
@@ -232,8 +238,9 @@ def test_layernorm_nngp_is_cosine() -> None:
     # f = v·layernorm(U x)/sqrt(n): the NNGP is the cosine similarity of the inputs (the
     # moments converge to 0 and |x|²/d; eps = 1e-5 changes it by < 1e-5 relative).
     x, n = inputs(()), 1024
-    net = FiniteNetwork(load_program("input x\nweight U ~ N(0, 1)\noutput layernorm(U @ x)\n"),
-                        n, D)
+    net = FiniteNetwork(
+        load_program("input x\nweight U ~ N(0, 1)\noutput layernorm(U @ x)\n"), n, D
+    )
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     nngp, _ = kernel_samples(net, x)
     assert_agrees(nngp, unit @ unit.T, n, "layernorm NNGP")
@@ -260,8 +267,13 @@ MC_ALLOWANCE = 0.04
 
 @pytest.mark.slow
 @seed(20240611)
-@settings(max_examples=8, deadline=None, database=None, phases=[Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=8,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 @given(programs())
 def test_random_programs_agree_with_compiled_kernels(source: str) -> None:
     # 8 programs x 2 kernels at 4.2e-4 each: ≤ 0.7% false-failure rate (worst case), fixed seeds.

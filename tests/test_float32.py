@@ -22,20 +22,26 @@ import tpcompile
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {p.name: (p.read_text(), None) for p in sorted((ROOT / "examples").glob("*.tp"))}
 CLOSED_FORM = {  # programs whose every expectation is a closed form
-    "erf mlp": ("""
+    "erf mlp": (
+        """
 input x
 weight U ~ N(0, 1.5)
 weight W ~ N(0, 2.0)
 bias b ~ N(0, 0.2)
 h = W @ erf(U @ x + b) + b
 output erf(h)
-""", None),
-    "gelu": ("""
+""",
+        None,
+    ),
+    "gelu": (
+        """
 input x
 weight U ~ N(0, 1.0)
 weight W ~ N(0, 2.0)
 output gelu(W @ gelu(U @ x))
-""", None),
+""",
+        None,
+    ),
     "step": ("input x\nweight U ~ N(0, 1)\noutput step(U @ x)\n", None),  # arccos in the NNGP
     "relu mlp L=10": ((ROOT / "examples" / "mlp.tp").read_text(), {"L": 10}),
 }
@@ -110,7 +116,8 @@ def check(k32, k64, same: np.ndarray, what: str) -> None:
         frob, entry, diag = errors(a, b, same)
         assert frob < FROBENIUS and entry < ENTRY and diag < SAME, (
             f"{what} {kind}: float32 off by {frob:.1e} (Frobenius), {entry:.1e} (worst entry), "
-            f"{diag:.1e} (identical inputs)")
+            f"{diag:.1e} (identical inputs)"
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1])

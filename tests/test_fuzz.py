@@ -17,10 +17,61 @@ from tpcompile import TPError, load_program
 from tpcompile.ir import Program
 
 EXAMPLES = [p.read_text() for p in sorted((Path(__file__).parent.parent / "examples").glob("*.tp"))]
-TOKENS = ["@", "+", "-", "*", "/", "//", "%", "**", "(", ")", "[", "]", "{", "}", "..", ",",
-          "=", "~", "\n", ";", "x", "W", "h", "relu", "tanh", "avg", "layernorm", "sum", "mean",
-          "for", "in", "if", "not", "and", "output", "param", "weight", "bias", "input", "def",
-          "readout", "N(0, 1)", "0", "1", "2.5", "-3", "1e-3", "t", "L", "T", "P", "k", " "]
+TOKENS = [
+    "@",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "%",
+    "**",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "..",
+    ",",
+    "=",
+    "~",
+    "\n",
+    ";",
+    "x",
+    "W",
+    "h",
+    "relu",
+    "tanh",
+    "avg",
+    "layernorm",
+    "sum",
+    "mean",
+    "for",
+    "in",
+    "if",
+    "not",
+    "and",
+    "output",
+    "param",
+    "weight",
+    "bias",
+    "input",
+    "def",
+    "readout",
+    "N(0, 1)",
+    "0",
+    "1",
+    "2.5",
+    "-3",
+    "1e-3",
+    "t",
+    "L",
+    "T",
+    "P",
+    "k",
+    " ",
+]
 
 # Each example must elaborate well within this; mutations may unroll more, so the instruction
 # cap is lowered to keep every case fast.
@@ -62,11 +113,11 @@ def mutated_example(draw: st.DrawFn) -> str:
         kind = draw(st.sampled_from(["delete", "insert", "replace", "swap-lines", "dup-line"]))
         i = draw(st.integers(0, len(text)))
         if kind == "delete":
-            text = text[:i] + text[i + draw(st.integers(1, 8)):]
+            text = text[:i] + text[i + draw(st.integers(1, 8)) :]
         elif kind == "insert":
             text = text[:i] + draw(st.sampled_from(TOKENS)) + text[i:]
         elif kind == "replace":
-            text = text[:i] + draw(st.sampled_from(TOKENS)) + text[i + 1:]
+            text = text[:i] + draw(st.sampled_from(TOKENS)) + text[i + 1 :]
         else:
             lines = text.splitlines()
             a = draw(st.integers(0, len(lines) - 1))

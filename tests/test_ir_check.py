@@ -43,8 +43,9 @@ def test_random_programs_pass(source: str) -> None:
 
 
 def _replace_instr(program: ir.Program, name: str, **changes: object) -> ir.Program:
-    instrs = tuple(dataclasses.replace(i, **changes) if i.out == name else i
-                   for i in program.instrs)
+    instrs = tuple(
+        dataclasses.replace(i, **changes) if i.out == name else i for i in program.instrs
+    )
     return dataclasses.replace(program, instrs=instrs)
 
 
@@ -81,7 +82,6 @@ def test_function_reading_undeclared_symbol_fails() -> None:
 
 def test_negative_variance_fails() -> None:
     program = _gated()
-    weights = (dataclasses.replace(program.weights[0], var=sympy.Integer(-1)),
-               *program.weights[1:])
+    weights = (dataclasses.replace(program.weights[0], var=sympy.Integer(-1)), *program.weights[1:])
     with pytest.raises(IRError, match="invalid variance"):
         check_program(dataclasses.replace(program, weights=weights))

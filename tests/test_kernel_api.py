@@ -47,8 +47,7 @@ def rows(*shape: int, seed: int = 0) -> np.ndarray:
         (np.array([[1 + 2j, 0]]), "real numeric array"),
     ],
 )
-def test_bad_inputs_are_clear_errors(mlp: tpcompile.Compiled, x: np.ndarray,
-                                     message: str) -> None:
+def test_bad_inputs_are_clear_errors(mlp: tpcompile.Compiled, x: np.ndarray, message: str) -> None:
     with pytest.raises(TPError, match="x1") as info:
         mlp.kernel_fn(x)
     assert message in info.value.message
@@ -132,10 +131,12 @@ def test_emit_writes_a_standalone_module(tmp_path: Path, capsys) -> None:
     out = tmp_path / "k.py"
     assert main(["emit", str(ROOT / "examples" / "rnn.tp"), "-o", str(out)]) == 0
     tree = ast.parse(out.read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and n.module}
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
     assert imported == {"jax", "tpcompile"}
     namespace: dict = {}
     exec(compile(out.read_text(), str(out), "exec"), namespace)
@@ -160,8 +161,23 @@ def test_kernel_command_contract(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "b.npy", x2)
     out = tmp_path / "k.npz"
     src = ROOT / "examples" / "mlp.tp"
-    assert main(["kernel", str(src), "--x", str(tmp_path / "a.npy"), "--x2",
-                 str(tmp_path / "b.npy"), "-D", "L=2", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "kernel",
+                str(src),
+                "--x",
+                str(tmp_path / "a.npy"),
+                "--x2",
+                str(tmp_path / "b.npy"),
+                "-D",
+                "L=2",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with np.load(out) as k:
         assert set(k.files) == {"nngp", "ntk"}
         assert k["nngp"].dtype == k["ntk"].dtype == np.float64
@@ -179,12 +195,15 @@ def test_kernel_command_without_data_uses_demo_inputs(capsys) -> None:
 
 def test_kernel_command_bad_data_is_exit_1(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "bad.npy", np.array([[np.nan, 1.0]]))
-    assert main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x",
-                 str(tmp_path / "bad.npy")]) == 1
+    assert (
+        main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x", str(tmp_path / "bad.npy")]) == 1
+    )
     err = capsys.readouterr().err
     assert "NaN" in err and "Traceback" not in err
-    assert main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x",
-                 str(tmp_path / "missing.npy")]) == 1
+    assert (
+        main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x", str(tmp_path / "missing.npy")])
+        == 1
+    )
     assert "cannot read" in capsys.readouterr().err
 
 
@@ -195,8 +214,9 @@ def test_step_output_kernel_is_exact() -> None:
     k = c.kernel_fn(x)
     np.testing.assert_allclose(np.diag(k.nngp), 0.5, rtol=1e-14)
     cos = (x @ x.T) / np.sqrt(np.outer((x * x).sum(1), (x * x).sum(1)))
-    np.testing.assert_allclose(k.nngp, (np.pi - np.arccos(np.clip(cos, -1, 1))) / (2 * np.pi),
-                               rtol=1e-7)  # arccos near c = 1 is ill-conditioned: ~1e-8
+    np.testing.assert_allclose(
+        k.nngp, (np.pi - np.arccos(np.clip(cos, -1, 1))) / (2 * np.pi), rtol=1e-7
+    )  # arccos near c = 1 is ill-conditioned: ~1e-8
     np.testing.assert_array_equal(k.ntk, k.nngp)
 
 
@@ -206,10 +226,14 @@ def test_compiled_pickles_by_program_text_and_options() -> None:
     c = tpcompile.compile(MLP_PICKLE, params={"L": 2}, tol=1e-8)
     restored = pickle.loads(pickle.dumps(c))
     assert (restored.program_text, restored.params, restored.options) == (
-        c.program_text, c.params, c.options)
+        c.program_text,
+        c.params,
+        c.options,
+    )
     x = np.random.default_rng(0).normal(size=(3, 4))
-    np.testing.assert_array_equal(np.asarray(restored.kernel_fn(x).ntk),
-                                  np.asarray(c.kernel_fn(x).ntk))
+    np.testing.assert_array_equal(
+        np.asarray(restored.kernel_fn(x).ntk), np.asarray(c.kernel_fn(x).ntk)
+    )
 
 
 MLP_PICKLE = """

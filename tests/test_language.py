@@ -55,8 +55,7 @@ def test_cli_define(capsys) -> None:
 
 def test_numbers_are_exact_param_expressions() -> None:
     prog = load_program(
-        "param s = 2.0\ninput x\nweight U ~ N(0, s/3)\nbias b ~ N(0.5, 1e-2)\n"
-        "output U @ x + b\n"
+        "param s = 2.0\ninput x\nweight U ~ N(0, s/3)\nbias b ~ N(0.5, 1e-2)\noutput U @ x + b\n"
     )
     assert prog.weights[0].var == sympy.Rational(2, 3)
     bias = next(i for i in prog.instrs if isinstance(i, ir.Bias))
@@ -134,7 +133,14 @@ def test_classification_of_values() -> None:
     prog = load_program(src)
     k = kinds(prog)
     assert (k["g"], k["lin"], k["prod"], k["sq"], k["m"], k["scaled"], k["ln"]) == (
-        "G", "G", "H", "H", "C", "H", "H")
+        "G",
+        "G",
+        "H",
+        "H",
+        "C",
+        "H",
+        "H",
+    )
     lin = prog.by_name["lin"]
     assert isinstance(lin, ir.LinComb) and lin.const == 1
     assert dict((v, c) for c, v in lin.terms) == {"g": 2, "h": sympy.Rational(-1, 4), "b": 1}
@@ -173,9 +179,7 @@ def test_statement_separators_comments_and_line_continuation() -> None:
 
 
 def test_right_associative_matmul_and_unary_minus() -> None:
-    prog = load_program(
-        "input x\nweight U ~ N(0, 1)\nweight W ~ N(0, 1)\noutput -W @ U @ x * 2\n"
-    )
+    prog = load_program("input x\nweight U ~ N(0, 1)\nweight W ~ N(0, 1)\noutput -W @ U @ x * 2\n")
     out = prog.by_name[prog.output]
     assert isinstance(out, ir.LinComb) and out.terms[0][0] == -2
 

@@ -47,7 +47,8 @@ def package_modules() -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -121,7 +122,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
                 state[path.pop()] = 2
                 iters.pop()
             elif state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)
@@ -171,18 +172,29 @@ def _in(module: str, *folders: str) -> bool:
 
 
 def _fresh_python(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-@pytest.mark.parametrize("code", [
-    "import tpcompile",
-    "import tpcompile\nprog = tpcompile.load_program(open('examples/mlp.tp').read(), {'L': 2})\n"
-    "assert prog.instrs",
-    "from tpcompile.cli import main\nassert main(['check', 'examples/mlp.tp']) == 0",
-], ids=["import", "load_program", "cli check"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import tpcompile",
+        "import tpcompile\n"
+        "prog = tpcompile.load_program(open('examples/mlp.tp').read(), {'L': 2})\n"
+        "assert prog.instrs",
+        "from tpcompile.cli import main\nassert main(['check', 'examples/mlp.tp']) == 0",
+    ],
+    ids=["import", "load_program", "cli check"],
+)
 def test_front_end_does_not_import_jax(code: str) -> None:
     out = _fresh_python(code + "\nimport sys\nprint('jax' in sys.modules)")
     assert out.strip().splitlines()[-1] == "False", out
@@ -190,8 +202,9 @@ def test_front_end_does_not_import_jax(code: str) -> None:
 
 def test_the_probe_sees_jax_when_it_is_imported() -> None:
     # the same probe on the kernel compiler: it does import JAX, so the check above can fail
-    out = _fresh_python("import tpcompile\ntpcompile.compile\n"
-                        "import sys\nprint('jax' in sys.modules)")
+    out = _fresh_python(
+        "import tpcompile\ntpcompile.compile\nimport sys\nprint('jax' in sys.modules)"
+    )
     assert out.strip().splitlines()[-1] == "True", out
 
 
@@ -199,7 +212,8 @@ def test_no_module_exceeds_the_line_limit() -> None:
     lengths = {name: len(path.read_text().splitlines()) for name, path in package_modules().items()}
     offenders = {name: n for name, n in lengths.items() if n > MAX_LINES}
     assert not offenders, f"modules over {MAX_LINES} lines (split them): " + ", ".join(
-        f"{name} ({n})" for name, n in sorted(offenders.items(), key=lambda kv: -kv[1]))
+        f"{name} ({n})" for name, n in sorted(offenders.items(), key=lambda kv: -kv[1])
+    )
 
 
 def test_internal_imports_are_acyclic() -> None:
@@ -218,21 +232,36 @@ def test_find_cycle_finds_cycles() -> None:
 def test_import_parsing_resolves_modules_and_skips_type_checking(tmp_path: Path) -> None:
     src = (
         "from typing import TYPE_CHECKING\n"
-        "from tpcompile.kernels import graph\n"           # a module: tpcompile.kernels.graph
-        "from tpcompile.ir import Program\n"              # a name: the package tpcompile.ir
+        "from tpcompile.kernels import graph\n"  # a module: tpcompile.kernels.graph
+        "from tpcompile.ir import Program\n"  # a name: the package tpcompile.ir
         "import tpcompile.errors as e\n"
-        "from . import frontend\n"                        # relative: tpcompile.lang.frontend
+        "from . import frontend\n"  # relative: tpcompile.lang.frontend
         "if TYPE_CHECKING:\n    from tpcompile.api import Compiled\n"
         "def f():\n    import jax.numpy\n"
     )
     path = tmp_path / "mod.py"
     path.write_text(src)
-    modules = dict.fromkeys(["tpcompile.kernels", "tpcompile.kernels.graph", "tpcompile.ir",
-                             "tpcompile.errors", "tpcompile.lang", "tpcompile.lang.frontend",
-                             "tpcompile.api"], path)
+    modules = dict.fromkeys(
+        [
+            "tpcompile.kernels",
+            "tpcompile.kernels.graph",
+            "tpcompile.ir",
+            "tpcompile.errors",
+            "tpcompile.lang",
+            "tpcompile.lang.frontend",
+            "tpcompile.api",
+        ],
+        path,
+    )
     got = imports_of("tpcompile.lang.mod", path, modules)
-    assert got == {"typing", "tpcompile.kernels.graph", "tpcompile.ir", "tpcompile.errors",
-                   "tpcompile.lang.frontend", "jax.numpy"}
+    assert got == {
+        "typing",
+        "tpcompile.kernels.graph",
+        "tpcompile.ir",
+        "tpcompile.errors",
+        "tpcompile.lang.frontend",
+        "jax.numpy",
+    }
 
 
 # folder -> names its modules must not import, directly or through any chain of tpcompile imports
@@ -256,8 +285,9 @@ def layering_problems(graph: dict[str, set[str]]) -> list[str]:
         for module in (m for m in graph if _in(m, folder)):
             seen = reachable(edges, module)
             for m in seen:
-                problems.update(f"{chain(seen, m)} imports {name}"
-                                for name in graph[m] if _in(name, *banned))
+                problems.update(
+                    f"{chain(seen, m)} imports {name}" for name in graph[m] if _in(name, *banned)
+                )
     return sorted(problems)
 
 

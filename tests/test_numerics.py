@@ -89,14 +89,31 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float, what: str = "")
 # against the adaptive `adaptive_pair`.
 
 
-def split_pairs(f: Fn, g: Fn, kink: float, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray,
-                m1: float, m2: float) -> np.ndarray:
-    return split_pair(f, g, s11, s12, s22, m1, m2, kink_f=kink, kink_g=kink, panels=26,
-                      nodes=16, zmax=13.0)
+def split_pairs(
+    f: Fn,
+    g: Fn,
+    kink: float,
+    s11: np.ndarray,
+    s12: np.ndarray,
+    s22: np.ndarray,
+    m1: float,
+    m2: float,
+) -> np.ndarray:
+    return split_pair(
+        f, g, s11, s12, s22, m1, m2, kink_f=kink, kink_g=kink, panels=26, nodes=16, zmax=13.0
+    )
 
 
-def mlp_reference(x: np.ndarray, f: Fn, df: Fn, sw2: float, sb2: float, mu: float, expect:
-                  Callable[..., np.ndarray], depth: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def mlp_reference(
+    x: np.ndarray,
+    f: Fn,
+    df: Fn,
+    sw2: float,
+    sb2: float,
+    mu: float,
+    expect: Callable[..., np.ndarray],
+    depth: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
     """NNGP and NTK of `mlp_source` for all pairs of rows of x (readout N(0, 1)):
     Sigma^1 = sw2 <x, x'>/d + sb2 = Theta^1; with (u, v) ~ N((mu, mu), Sigma^{l-1}),
     Sigma^l = sw2 E[phi(u) phi(v)] + sb2, Theta^l = Sigma^l + sw2 E[phi'(u) phi'(v)] Theta^{l-1};
@@ -133,8 +150,9 @@ def test_trapezoid_reference_is_adaptive_scipy() -> None:
     s12 = c * np.sqrt(s11 * s22)
     for f in (ACTIVATIONS["tanh"][1], ACTIVATIONS["silu"][0]):
         want = adaptive_pair(f, f, s11, s12, s22, 0.3, 0.3)
-        np.testing.assert_allclose(trapezoid_pair(f, f, s11, s12, s22, 0.3, 0.3), want,
-                                   rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            trapezoid_pair(f, f, s11, s12, s22, 0.3, 0.3), want, rtol=1e-13, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
@@ -142,20 +160,25 @@ def test_trapezoid_reference_is_adaptive_scipy() -> None:
 def test_smooth_mlp_kernels_match_reference_to_1e9(act: str, setting: str) -> None:
     sw2, sb2, mu = SETTINGS[setting]
     x1, x2 = inputs(1, 20), inputs(2, 5)
-    nngp, ntk = mlp_reference(np.concatenate([x1, x2]), *ACTIVATIONS[act], sw2, sb2, mu,
-                              trapezoid_pair)
+    nngp, ntk = mlp_reference(
+        np.concatenate([x1, x2]), *ACTIVATIONS[act], sw2, sb2, mu, trapezoid_pair
+    )
     compiled = tpcompile.compile(mlp_source(act, sw2, sb2, mu))
     same = compiled.kernel_fn(x1)
     cross, report = compiled.kernel_fn(x1, x2, return_errors=True)
-    for got, want, what in ((same.nngp, nngp[:20, :20], "nngp"), (same.ntk, ntk[:20, :20], "ntk"),
-                            (cross.nngp, nngp[:20, 20:], "cross nngp"),
-                            (cross.ntk, ntk[:20, 20:], "cross ntk")):
+    for got, want, what in (
+        (same.nngp, nngp[:20, :20], "nngp"),
+        (same.ntk, ntk[:20, :20], "ntk"),
+        (cross.nngp, nngp[:20, 20:], "cross nngp"),
+        (cross.ntk, ntk[:20, 20:], "cross ntk"),
+    ):
         assert_close(got, want, 1e-9, f"{act} {setting} {what}")
     # Every numerical quantity is a Mehler series (smooth one-variable functions) or a mean, with
     # a bound near tol = 1e-10 (relative to sqrt(E f^2 E g^2); the report divides by max |value|).
     assert report.entries and {e.quantity.method for e in report} <= {"mehler", "panel"}
-    assert report.max_relative() <= 1e-9 and all(e.terms for e in report
-                                                 if e.quantity.method == "mehler")
+    assert report.max_relative() <= 1e-9 and all(
+        e.terms for e in report if e.quantity.method == "mehler"
+    )
 
 
 @pytest.mark.slow
@@ -196,11 +219,13 @@ def test_split_reference_is_adaptive_scipy() -> None:
 def test_kinked_composition_matches_reference_to_1e7() -> None:
     sw2, sb2, mu = 2.0, 0.2, 0.3
     src = mlp_source("relu_tanh", sw2, sb2, mu).replace(
-        "input x", "def relu_tanh(e) = relu(tanh(e) - 0.2)\ninput x")
+        "input x", "def relu_tanh(e) = relu(tanh(e) - 0.2)\ninput x"
+    )
     x1, x2 = inputs(3, 20), inputs(4, 5)
 
-    def expect(f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray, m1: float,
-               m2: float) -> np.ndarray:
+    def expect(
+        f: Fn, g: Fn, s11: np.ndarray, s12: np.ndarray, s22: np.ndarray, m1: float, m2: float
+    ) -> np.ndarray:
         return split_pairs(f, g, KINK, s11, s12, s22, m1, m2)
 
     nngp, ntk = mlp_reference(np.concatenate([x1, x2]), kinked, kinked_d, sw2, sb2, mu, expect)
@@ -252,8 +277,7 @@ def mc_reference(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
             total = 0j
             for s1, s2, s3, s4 in np.ndindex(2, 2, 2, 2):
                 signs = 1 - 2 * np.array([s1, s2, s3, s4])
-                t = np.array([0.5, 1j * signs[0], 1j * signs[1], 0.5, 1j * signs[2],
-                              1j * signs[3]])
+                t = np.array([0.5, 1j * signs[0], 1j * signs[1], 0.5, 1j * signs[2], 1j * signs[3]])
                 coef = (signs[1] / (4j)) * (signs[3] / (4j))
                 total += coef * np.exp(t @ mu + t @ sigma @ t / 2)
             out[i, j] = total.real
@@ -343,8 +367,14 @@ output tanh(g) + g * sigmoid(z) + relu(tanh(g) - 0.3) * tanh(g)
 
 
 def test_compile_options_are_validated() -> None:
-    for kwargs in ({"tol": 0.0}, {"tol": 2.0}, {"samples": 2}, {"seed": -1}, {"method": "gauss"},
-                   {"degree": 3}):
+    for kwargs in (
+        {"tol": 0.0},
+        {"tol": 2.0},
+        {"samples": 2},
+        {"seed": -1},
+        {"method": "gauss"},
+        {"degree": 3},
+    ):
         with pytest.raises(ValueError):
             tpcompile.compile("input x\nweight U ~ N(0, 1)\noutput tanh(U @ x)\n", **kwargs)
     opts = NumericOptions(tol=1e-6)
@@ -363,7 +393,8 @@ def test_report_marks_numerical_quantities_and_show_prints_them() -> None:
     assert text.count("numerical (mehler)") == 2 and "numerical (coefficients)" in text
     assert "tol=1e-08" in compiled.source  # the option reaches the generated code
     exact, empty = tpcompile.compile((ROOT / "examples" / "mlp.tp").read_text()).kernel_fn(
-        np.eye(3), return_errors=True)
+        np.eye(3), return_errors=True
+    )
     assert len(empty) == 0 and exact.nngp.shape == (3, 3)
 
 

@@ -111,8 +111,10 @@ def test_numpy_ntk_factor_is_the_price_derivative(name):
 def test_numpy_relu_erf_quadrature_against_dblquad_and_monte_carlo():
     covs = [(1.0, 0.5, 1.5), (2.0, -1.2, 1.0), (0.3, 0.25, 0.3), (2.0, 0.0, 0.5)]
     rng = np.random.default_rng(1)
-    for fn, V in [(ref.POINTWISE["relu_erf"][0], ref.relu_erf_nngp),
-                  (ref.POINTWISE["relu_erf"][1], ref.relu_erf_deriv_map)]:
+    for fn, V in [
+        (ref.POINTWISE["relu_erf"][0], ref.relu_erf_nngp),
+        (ref.POINTWISE["relu_erf"][1], ref.relu_erf_deriv_map),
+    ]:
         for a, b, c in covs:
             # both functions vanish for negative arguments: integrate over the positive quadrant
             want = density_dblquad(fn, fn, a, b, c, 0, np.inf, epsabs=1e-14, epsrel=1e-13)
@@ -197,19 +199,39 @@ _RNN_NET = dict(phi="erf", su2=1.0, sw2=1.5, sb2=0.3, sv2=1.0)
 
 
 def _mlp_case(L, **kw):
-    return (lambda rng, n: ref.mlp_init(rng, n, 5, L), ref.mlp_apply, ref.mlp_empirical,
-            ref.mlp_kernels, dict(kw, L=L), kw, _X)
+    return (
+        lambda rng, n: ref.mlp_init(rng, n, 5, L),
+        ref.mlp_apply,
+        ref.mlp_empirical,
+        ref.mlp_kernels,
+        dict(kw, L=L),
+        kw,
+        _X,
+    )
 
 
 def _resnet_case(L, **kw):
-    return (lambda rng, n: ref.resnet_init(rng, n, 5, L), ref.resnet_apply, ref.resnet_empirical,
-            ref.resnet_kernels, dict(kw, L=L), kw, _X)
+    return (
+        lambda rng, n: ref.resnet_init(rng, n, 5, L),
+        ref.resnet_apply,
+        ref.resnet_empirical,
+        ref.resnet_kernels,
+        dict(kw, L=L),
+        kw,
+        _X,
+    )
 
 
 def _rnn_case(tied, readout):
-    return (lambda rng, n: ref.rnn_init(rng, n, RNN_D, RNN_T, tied), ref.rnn_apply,
-            ref.rnn_empirical, ref.rnn_kernels, dict(RNN, tied=tied, readout=readout),
-            dict(_RNN_NET, readout=readout), _XS)
+    return (
+        lambda rng, n: ref.rnn_init(rng, n, RNN_D, RNN_T, tied),
+        ref.rnn_apply,
+        ref.rnn_empirical,
+        ref.rnn_kernels,
+        dict(RNN, tied=tied, readout=readout),
+        dict(_RNN_NET, readout=readout),
+        _XS,
+    )
 
 
 FINITE_CASES = {
@@ -223,8 +245,15 @@ FINITE_CASES = {
     "rnn untied last": _rnn_case(False, "last"),
     "rnn tied mean": _rnn_case(True, "mean"),
     "rnn untied mean": _rnn_case(False, "mean"),
-    "block r = V relu(g) + g": (lambda rng, n: ref.block_init(rng, n, 5), ref.block_apply,
-                                ref.block_empirical, ref.block_kernels, BLOCK, BLOCK, _X),
+    "block r = V relu(g) + g": (
+        lambda rng, n: ref.block_init(rng, n, 5),
+        ref.block_apply,
+        ref.block_empirical,
+        ref.block_kernels,
+        BLOCK,
+        BLOCK,
+        _X,
+    ),
     "relu(g) * erf(g)": _mlp_case(2, phi="relu", su2=1.0, sw2=2.0, sb2=0.0, out="relu_erf"),
     "erf(g) + relu(g)": _mlp_case(2, phi="relu", su2=1.0, sw2=2.0, sb2=0.0, out="erf_plus_relu"),
 }
@@ -265,10 +294,12 @@ def test_numpy_reference_self_check_monte_carlo(case):
     error of the mean must be within 4 standard errors (estimated from the seed spread) + 2/width.
     """
     init, _, empirical, reference, ref_kw, kw, X = FINITE_CASES[case]
-    samples = np.array([
-        empirical(init(np.random.default_rng([2024, s]), MC_WIDTH), X, **kw)
-        for s in range(MC_SEEDS)
-    ])  # (seeds, 2, M, M)
+    samples = np.array(
+        [
+            empirical(init(np.random.default_rng([2024, s]), MC_WIDTH), X, **kw)
+            for s in range(MC_SEEDS)
+        ]
+    )  # (seeds, 2, M, M)
     want = reference(X, **ref_kw)
     for i, name in enumerate(("nngp", "ntk")):
         mean = samples[:, i].mean(axis=0)

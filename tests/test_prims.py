@@ -36,8 +36,13 @@ class Isru(sympy.Function):
         return self.args[0].is_extended_real
 
 
-ISRU = prims.Prim("isru", "isru(e) = e/sqrt(1 + e**2) (a test record)", Isru,
-                  jax="({0}/jnp.sqrt(1.0 + {0}**2))", numpy=lambda x: x / np.sqrt(1 + x * x))
+ISRU = prims.Prim(
+    "isru",
+    "isru(e) = e/sqrt(1 + e**2) (a test record)",
+    Isru,
+    jax="({0}/jnp.sqrt(1.0 + {0}**2))",
+    numpy=lambda x: x / np.sqrt(1 + x * x),
+)
 
 PROGRAM = """
 input x
@@ -53,8 +58,7 @@ def _reference_pair(f, g, s11: float, s12: float, s22: float) -> float:
     converges like 7^(-40): the reference is exact to rounding (~1e-15), far below the 1e-10
     asserted. (Plain Gauss-Hermite is not: it converges only sub-exponentially for functions
     with poles, 1.4e-9 off at degree 120.)"""
-    return float(split_pair(f, g, s11, s12, s22, kink_f=None, kink_g=None, panels=48,
-                            nodes=20))
+    return float(split_pair(f, g, s11, s12, s22, kink_f=None, kink_g=None, panels=48, nodes=20))
 
 
 @pytest.fixture()
@@ -119,8 +123,9 @@ def _sample_arguments(prim: prims.Prim) -> list[tuple[float, ...]]:
     return [(x, *extra) for x in xs]
 
 
-@pytest.mark.parametrize("prim", [p for p in prims.records() if p.function and p.numpy],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "prim", [p for p in prims.records() if p.function and p.numpy], ids=lambda p: p.name
+)
 def test_numpy_reference_matches_sympy(prim: prims.Prim) -> None:
     """Each record's NumPy version (used to locate kinks, and by the tests' quadrature
     references) against sympy's own arbitrary-precision evaluation of its function: the

@@ -161,11 +161,14 @@ def test_shared_product_relu_erf_of_the_same_g(tp):
     for b in (None, x2):
         got = compiled_kernels(tp, PRODUCT_SRC, x1, b)
         want = ref.mlp_kernels(x1, b, out="relu_erf", **G_REF)
-        assert_kernels_close(got, want, relu=True, x1=x1, x2=b, rtol=RTOL_NUMERIC,
-                             rtol_same=RTOL_NUMERIC)
+        assert_kernels_close(
+            got, want, relu=True, x1=x1, x2=b, rtol=RTOL_NUMERIC, rtol_same=RTOL_NUMERIC
+        )
         # treating relu(g) and erf(g) as independent would give E[relu relu] E[erf erf] instead
-        indep = ref.mlp_kernels(x1, b, out="relu", **G_REF).nngp * ref.mlp_kernels(
-            x1, b, out="erf", **G_REF).nngp
+        indep = (
+            ref.mlp_kernels(x1, b, out="relu", **G_REF).nngp
+            * ref.mlp_kernels(x1, b, out="erf", **G_REF).nngp
+        )
         assert np.max(np.abs(indep - want.nngp)) > 1e-2 * np.max(np.abs(want.nngp))
 
 
@@ -177,8 +180,9 @@ def test_shared_sum_erf_plus_relu_of_the_same_g(tp):
     for b in (None, x2):
         got = compiled_kernels(tp, SUM_SRC, x1, b)
         want = ref.mlp_kernels(x1, b, out="erf_plus_relu", **G_REF)
-        assert_kernels_close(got, want, relu=True, x1=x1, x2=b, rtol=RTOL_NUMERIC,
-                             rtol_same=RTOL_NUMERIC)
+        assert_kernels_close(
+            got, want, relu=True, x1=x1, x2=b, rtol=RTOL_NUMERIC, rtol_same=RTOL_NUMERIC
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,12 +190,24 @@ def test_shared_sum_erf_plus_relu_of_the_same_g(tp):
 # --------------------------------------------------------------------------------------------------
 
 PROPERTY_PROGRAMS = {  # name -> (source, params, input shape per example, contains relu)
-    "mlp relu": (mlp_source("relu", **MLP_SETTINGS["sw2=2,sb2=.1"], deep=True), {"L": 3}, (5,),
-                 True),
-    "mlp erf": (mlp_source("erf", **MLP_SETTINGS["sw2=1,sb2=.5,sv2=.5,svb2=.2"], deep=True),
-                {"L": 3}, (5,), False),
-    "residual relu": (resnet_source("relu", **RESNET_SETTINGS["relu"], out_phi=True), {"L": 3},
-                      (5,), True),
+    "mlp relu": (
+        mlp_source("relu", **MLP_SETTINGS["sw2=2,sb2=.1"], deep=True),
+        {"L": 3},
+        (5,),
+        True,
+    ),
+    "mlp erf": (
+        mlp_source("erf", **MLP_SETTINGS["sw2=1,sb2=.5,sv2=.5,svb2=.2"], deep=True),
+        {"L": 3},
+        (5,),
+        False,
+    ),
+    "residual relu": (
+        resnet_source("relu", **RESNET_SETTINGS["relu"], out_phi=True),
+        {"L": 3},
+        (5,),
+        True,
+    ),
     "rnn tied mean": (rnn_source(True, "mean"), None, (RNN_T, RNN_D), False),
     "rnn untied last": (rnn_source(False, "last"), None, (RNN_T, RNN_D), False),
     "block": (BLOCK_SRC, None, (5,), True),
@@ -254,8 +270,9 @@ def test_no_nan_for_an_all_zero_input_row(tp):
     xs = inputs(34, 5, RNN_T, RNN_D)
     xs[1] = 0.0
     got = compiled_kernels(tp, rnn_source(False, "mean"), xs)
-    assert_kernels_close(got, ref.rnn_kernels(xs, tied=False, readout="mean", **RNN),
-                         relu=False, x1=xs)
+    assert_kernels_close(
+        got, ref.rnn_kernels(xs, tied=False, readout="mean", **RNN), relu=False, x1=xs
+    )
     # without biases every hidden vector of the zero input is 0, f = 0 for all parameters and so is
     # every gradient (relu(0) = 0, and the U gradient is proportional to x = 0): its kernel row and
     # column are exactly 0, whatever convention is used for relu'(0).
@@ -283,5 +300,6 @@ def test_no_nan_depth_50_relu_mlp(tp):
         want = mlp_reference(x1, b, "relu", 50, **kw)
         # depth 50 drives correlations towards 1, where rounding is amplified (measured ~3e-14
         # per ulp of input off the identical pairs, 2e-7 on them)
-        assert_kernels_close(got, want, relu=True, x1=x1, x2=b, rtol=RTOL_DEEP,
-                             rtol_same=RTOL_C1_DEEP)
+        assert_kernels_close(
+            got, want, relu=True, x1=x1, x2=b, rtol=RTOL_DEEP, rtol_same=RTOL_C1_DEEP
+        )

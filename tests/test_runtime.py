@@ -359,17 +359,30 @@ def test_mc_rejects_inconsistent_shapes() -> None:
 
 def test_split_pair_with_kinks_away_from_zero() -> None:
     relu = jax.nn.relu
-    for a, b, (s11, c, s22), (m1, m2) in [(0.7, -0.4, (1.0, 0.5, 1.5), (0.2, -0.3)),
-                                          (-1.0, 1.2, (2.0, -0.8, 0.5), (0.0, 0.5))]:
+    for a, b, (s11, c, s22), (m1, m2) in [
+        (0.7, -0.4, (1.0, 0.5, 1.5), (0.2, -0.3)),
+        (-1.0, 1.2, (2.0, -0.8, 0.5), (0.0, 0.5)),
+    ]:
         s12 = c * np.sqrt(s11 * s22)
-        est = split_pair(lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22,
-                         m1, m2, kinks_f=(a,), kinks_g=(b,), degree=48)
+        est = split_pair(
+            lambda u, a=a: relu(u - a),
+            lambda v, b=b: relu(v - b),
+            s11,
+            s12,
+            s22,
+            m1,
+            m2,
+            kinks_f=(a,),
+            kinks_g=(b,),
+            degree=48,
+        )
         exact = relu_pair_conditional(a, b, s11, s12, s22, m1, m2)
         np.testing.assert_allclose(est.value, exact, rtol=1e-12)
         assert est.error <= 1e-12 and abs(est.value - exact) <= est.error + 1e-15
         # cut at the wrong place (0), the same degree is far worse, and the estimate says so
-        wrong = split_pair(lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22,
-                           m1, m2, degree=48)
+        wrong = split_pair(
+            lambda u, a=a: relu(u - a), lambda v, b=b: relu(v - b), s11, s12, s22, m1, m2, degree=48
+        )
         assert abs(wrong.value - exact) > 1e3 * abs(est.value - exact) and wrong.error > 1e-9
 
 
@@ -379,8 +392,9 @@ def test_quad_mean_kink_and_estimate() -> None:
     est = quad_mean(lambda u: jax.nn.relu(u - k), s, m, kinks=(k,))
     sd = np.sqrt(s)
     with np.errstate(divide="ignore", invalid="ignore"):
-        exact = np.where(sd > 0, (m - k) * norm.cdf((m - k) / sd) + sd * norm.pdf((m - k) / sd),
-                         max(m - k, 0.0))
+        exact = np.where(
+            sd > 0, (m - k) * norm.cdf((m - k) / sd) + sd * norm.pdf((m - k) / sd), max(m - k, 0.0)
+        )
     np.testing.assert_allclose(est.value, exact, rtol=1e-13, atol=1e-16)
     assert np.all(est.error <= 1e-13)
 
@@ -418,7 +432,7 @@ def test_mehler_erf_matches_closed_form_within_its_bound(tol: float) -> None:
 def test_mehler_tanh_with_means_against_trapezoid(c: float) -> None:
     s11, s22, m1, m2 = 2.0, 3.0, 0.3, -0.5
     s12 = c * np.sqrt(s11 * s22)
-    shift = lambda m: (lambda x: np.tanh(m + x))  # noqa: E731
+    shift = lambda m: lambda x: np.tanh(m + x)  # noqa: E731
     ref = float(trapezoid_pair(shift(m1), shift(m2), s11, s12, s22, h=0.04))
     a = hermite_expansion(jnp.tanh, np.array([s11]), m1)
     b = hermite_expansion(jnp.tanh, np.array([s22]), m2)
@@ -476,8 +490,16 @@ def test_mehler_float32_and_under_jit() -> None:
 def test_tensor_rules_are_exact_for_polynomials_and_smooth_functions() -> None:
     cov_ll, cov_lr, cov_rr = four_variable_problem(5)
     mean_l, mean_r = (0.3, -0.5), (0.0, 0.8)
-    est = tensor_pair(lambda a1, a2: a1 * a2, lambda b1, b2: b1 * b2, cov_ll, cov_lr, cov_rr,
-                      mean_l, mean_r, degree=8)
+    est = tensor_pair(
+        lambda a1, a2: a1 * a2,
+        lambda b1, b2: b1 * b2,
+        cov_ll,
+        cov_lr,
+        cov_rr,
+        mean_l,
+        mean_r,
+        degree=8,
+    )
     exact = product_moment(joint_cov(cov_ll, cov_lr, cov_rr), np.array(mean_l + mean_r))
     np.testing.assert_allclose(est.value, exact, rtol=1e-12, atol=1e-14)
     cov = cov_ll[:, 0]

@@ -110,8 +110,9 @@ def test_verify_mlp_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "80/80" in err  # the progress bar: one tick per (width, seed)
 
 
-def test_mutation_missing_ntk_term_fails(capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mutation_missing_ntk_term_fails(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     mutate(monkeypatch, "drop readout term")
     code, out, err = run(capsys, str(EXAMPLES / "mlp.tp"), *SMALL)
     assert code == EXIT_FAILED, out
@@ -120,8 +121,9 @@ def test_mutation_missing_ntk_term_fails(capsys: pytest.CaptureFixture[str],
 
 
 @pytest.mark.slow
-def test_mutation_scaled_ntk_fails(capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mutation_scaled_ntk_fails(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A 10% error: the NTK's relative error plateaus at 0.1/1.1 = 0.09 while the noise falls
     # from 0.15 (n = 64) to 0.035 (n = 1024), so the slope flattens to about -0.13.
     mutate(monkeypatch, "scale")
@@ -136,9 +138,21 @@ def test_inputs_files_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     np.save(tmp_path / "a.npy", rng.normal(size=(3, 8, 2)))
     np.save(tmp_path / "b.npy", rng.normal(size=(2, 8, 2)))
     png = tmp_path / "rate.png"
-    code, out, _ = run(capsys, str(EXAMPLES / "cnn1d.tp"), "--x", str(tmp_path / "a.npy"),
-                       "--x2", str(tmp_path / "b.npy"), "--widths", "32,64", "--seeds", "2",
-                       "--plot", str(png), "--float32")
+    code, out, _ = run(
+        capsys,
+        str(EXAMPLES / "cnn1d.tp"),
+        "--x",
+        str(tmp_path / "a.npy"),
+        "--x2",
+        str(tmp_path / "b.npy"),
+        "--widths",
+        "32,64",
+        "--seeds",
+        "2",
+        "--plot",
+        str(png),
+        "--float32",
+    )
     assert code in (0, EXIT_FAILED)  # two tiny widths: the verdict itself is not the point
     assert "float32" in out and f"wrote {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -158,8 +172,9 @@ def test_bad_arguments(capsys: pytest.CaptureFixture[str], args: list[str], mess
     assert code == 1 and message in err
 
 
-def test_plot_without_matplotlib(capsys: pytest.CaptureFixture[str],
-                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_plot_without_matplotlib(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     real_import = builtins.__import__
 
     def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:

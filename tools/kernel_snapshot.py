@@ -27,12 +27,27 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-_MAIN = ("import os, sys\n"
-         "if os.environ.get('SNAPSHOT_NO_CSE') == '1':\n"
-         "    from tpcompile.codegen import cse; cse.ENABLE_CSE = False\n"
-         "from tpcompile.cli import main; sys.exit(main(sys.argv[1:]))")
-ONE_ARG = ("relu({})", "erf({})", "sin({})", "cos({})", "exp(0.3 * {})", "gelu({})", "abs({})",
-           "leaky_relu({}, 0.2)", "{}", "tanh({})", "sigmoid({})", "relu_pow({}, 2)", "step({})")
+_MAIN = (
+    "import os, sys\n"
+    "if os.environ.get('SNAPSHOT_NO_CSE') == '1':\n"
+    "    from tpcompile.codegen import cse; cse.ENABLE_CSE = False\n"
+    "from tpcompile.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+ONE_ARG = (
+    "relu({})",
+    "erf({})",
+    "sin({})",
+    "cos({})",
+    "exp(0.3 * {})",
+    "gelu({})",
+    "abs({})",
+    "leaky_relu({}, 0.2)",
+    "{}",
+    "tanh({})",
+    "sigmoid({})",
+    "relu_pow({}, 2)",
+    "step({})",
+)
 
 
 def random_program(rng: random.Random) -> str:
@@ -58,8 +73,9 @@ def random_program(rng: random.Random) -> str:
         body.append(f"h{step} = {rhs}")
         pool.append(f"h{step}")
     out = rng.choice(ONE_ARG).format(pool[-1])
-    decls = ["input x"] + [f"weight A{i} ~ N(0, {rng.choice(('0.5', '1.5'))})"
-                           for i in range(1, n_data + 1)]
+    decls = ["input x"] + [
+        f"weight A{i} ~ N(0, {rng.choice(('0.5', '1.5'))})" for i in range(1, n_data + 1)
+    ]
     decls += [f"weight W{j} ~ N(0, {rng.choice(('1.0', '2.0'))})" for j in sorted(used)]
     if has_bias:
         decls.append("bias b ~ N(0.3, 0.1)")
@@ -117,9 +133,15 @@ def _positions(example: Path) -> tuple[int, ...]:
 def compare(a: str, b: str) -> int:
     with np.load(a) as left, np.load(b) as right:
         keys = sorted(set(left.files) | set(right.files))
-        bad = [k for k in keys if k not in left.files or k not in right.files
-               or left[k].dtype != right[k].dtype or left[k].shape != right[k].shape
-               or left[k].tobytes() != right[k].tobytes()]
+        bad = [
+            k
+            for k in keys
+            if k not in left.files
+            or k not in right.files
+            or left[k].dtype != right[k].dtype
+            or left[k].shape != right[k].shape
+            or left[k].tobytes() != right[k].tobytes()
+        ]
     for k in bad:
         print(f"DIFFERENT: {k}")
     print(f"{len(keys) - len(bad)} of {len(keys)} arrays bitwise identical")

@@ -44,9 +44,14 @@ def _result_type(fields: tuple[str, ...]) -> type:
 class Compiled:
     """A compiled program: its IR, its kernel graph, the generated module and `kernel_fn`."""
 
-    def __init__(self, program: Program, source_text: str, filename: str,
-                 options: NumericOptions | None = None,
-                 params: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        source_text: str,
+        filename: str,
+        options: NumericOptions | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         self.ir = program
         self.params = dict(params or {})
         self.program_text = source_text
@@ -77,7 +82,11 @@ class Compiled:
         )
 
     def _kernels(
-        self, x1: jax.Array, x2: jax.Array, want_ntk: bool, same: bool,
+        self,
+        x1: jax.Array,
+        x2: jax.Array,
+        want_ntk: bool,
+        same: bool,
         errors: dict[int, list[Any]] | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         diag1 = self._module["diagonal"](x1, errors)
@@ -111,17 +120,19 @@ class Compiled:
         a = self._check(x1, "x1")
         b = None if x2 is None else self._check(x2, "x2")
         if b is not None and a.shape[-1] != b.shape[-1]:
-            raise KernelInputError(
-                f"x1 has data dimension {a.shape[-1]} but x2 has {b.shape[-1]}"
-            )
+            raise KernelInputError(f"x1 has data dimension {a.shape[-1]} but x2 has {b.shape[-1]}")
         # Runs op by op: the closed forms and integrands are compiled functions of their own
         # (see codegen/module.py), so nothing here is traced into one graph that grows with depth.
         errors: dict[int, list[Any]] | None = {} if return_errors else None
-        nngp, ntk = self._kernels(a, a if b is None else b, want_ntk="ntk" in fields,
-                                  same=b is None, errors=errors)
+        nngp, ntk = self._kernels(
+            a, a if b is None else b, want_ntk="ntk" in fields, same=b is None, errors=errors
+        )
         values = {"nngp": nngp, "ntk": ntk}
-        out = values[get] if isinstance(get, str) else _result_type(fields)(
-            *(values[f] for f in fields))
+        out = (
+            values[get]
+            if isinstance(get, str)
+            else _result_type(fields)(*(values[f] for f in fields))
+        )
         if errors is None:
             return out
         return out, build_report(self.numerics, errors)
@@ -160,7 +171,8 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
     return Compiled(program, source, filename, options, params)
 
 
-def _recompile(source: str, params: Mapping[str, object], filename: str,
-               options: NumericOptions) -> Compiled:
+def _recompile(
+    source: str, params: Mapping[str, object], filename: str, options: NumericOptions
+) -> Compiled:
     """Unpickle a `Compiled`: compile its program text again with the same params and options."""
     return Compiled(load_program(source, params, filename), source, filename, options, params)

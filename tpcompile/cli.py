@@ -145,8 +145,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     widths = verify.parse_widths(args.widths)
     if args.seeds < 2:
-        raise TPError(f"--seeds must be at least 2 (the bound uses the seed spread), "
-                      f"got {args.seeds}")
+        raise TPError(
+            f"--seeds must be at least 2 (the bound uses the seed spread), got {args.seeds}"
+        )
     if args.plot:
         verify.require_matplotlib()  # fail before the long run, not after
     x1 = load_array(args.x, "--x") if args.x else None  # files first: fail before compiling
@@ -157,8 +158,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if x1 is None:
             x1 = demo_inputs(compiled, n=6, d=4, seed=0)
         where = args.x or f"built-in inputs of shape {x1.shape}"
-        print(f"# {args.file}: {where}{'' if x2 is None else f' vs {args.x2}'}; {args.seeds} "
-              f"seeds per width; finite networks in {'float32' if args.float32 else 'float64'}")
+        print(
+            f"# {args.file}: {where}{'' if x2 is None else f' vs {args.x2}'}; {args.seeds} "
+            f"seeds per width; finite networks in {'float32' if args.float32 else 'float64'}"
+        )
         sys.stdout.flush()
         progress = verify.Progress(len(widths) * args.seeds)
         fits = verify.sweep(compiled, x1, x2, widths, args.seeds, args.float32, progress)
@@ -191,10 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile network programs (.tp) into infinite-width NNGP and NTK kernels.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-D", dest="define", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a param (repeatable)")
-    common.add_argument("--traceback", action="store_true",
-                        help="show Python tracebacks (for debugging)")
+    common.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a param (repeatable)",
+    )
+    common.add_argument(
+        "--traceback", action="store_true", help="show Python tracebacks (for debugging)"
+    )
     numeric = argparse.ArgumentParser(add_help=False)
     numeric.add_argument("--float32", action="store_true", help="compute in float32")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,23 +216,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("emit", parents=[common, numeric], help="write the generated JAX module")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", help="output .py file (default: print)")
-    p = sub.add_parser("show", parents=[common, numeric],
-                       help="print the derived kernel recursion as mathematics")
+    p = sub.add_parser(
+        "show", parents=[common, numeric], help="print the derived kernel recursion as mathematics"
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
-    p = sub.add_parser("kernel", parents=[common, numeric],
-                       help="compute NNGP and NTK matrices (float64 .npz)")
+    p = sub.add_parser(
+        "kernel", parents=[common, numeric], help="compute NNGP and NTK matrices (float64 .npz)"
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--x", help=".npy array (N, d) or (N, T, d); default: a built-in demo batch")
     p.add_argument("--x2", help="second batch (default: x with itself)")
     p.add_argument("-o", "--output", help="write nngp and ntk to this .npz file")
-    p = sub.add_parser("verify", parents=[common],
-                       help="empirical NTK/NNGP of finite networks vs the infinite-width kernels")
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="empirical NTK/NNGP of finite networks vs the infinite-width kernels",
+    )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
-                   help="comma-separated widths (default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
-                   help="networks per width (default: %(default)s)")
+    p.add_argument(
+        "--widths",
+        default=",".join(map(str, DEFAULT_WIDTHS)),
+        help="comma-separated widths (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=DEFAULT_SEEDS, help="networks per width (default: %(default)s)"
+    )
     p.add_argument("--x", help=".npy inputs (N, d) or (N, T, d); default: a built-in batch")
     p.add_argument("--x2", help="second batch (default: x with itself)")
     p.add_argument("--plot", metavar="OUT.png", help="log-log plot of error vs width")

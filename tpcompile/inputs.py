@@ -38,9 +38,11 @@ def as_batch(x: Any, inp: Input, what: str, dtype: Any = None) -> jax.Array:
             arr = np.asarray(x)
         except Exception as exc:  # noqa: BLE001 - any unconvertible object is the user's input
             raise KernelInputError(f"{what} is not an array: {exc}") from None
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-        ) or np.iscomplexobj(arr):
+        if (
+            arr.dtype == object
+            or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_)
+            or np.iscomplexobj(arr)
+        ):
             raise KernelInputError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
         _check_shape(arr.shape, inp, what)
         if arr.shape[0] == 0 or arr.shape[-1] == 0:
@@ -58,6 +60,7 @@ def _check_shape(shape: tuple[int, ...], inp: Input, what: str) -> None:
     if len(shape) != len(want) or tuple(shape[1:-1]) != inp.shape:
         raise KernelInputError(
             f"{what} has shape {shape}; `input {inp.name}` needs ({', '.join(want)})",
-            hint="an indexed input x[1..T] takes arrays of shape (N, T, d)" if inp.shape
+            hint="an indexed input x[1..T] takes arrays of shape (N, T, d)"
+            if inp.shape
             else "one data vector per row: shape (N, d)",
         )

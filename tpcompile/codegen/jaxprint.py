@@ -4,12 +4,14 @@ Where this sits: the code generator (`codegen/module.py`) prints every kernel fo
 form with `JaxPrinter`; the finite-width network (`finite/network.py`) turns H functions into JAX
 functions with `lambdify_jax`. A formula is written once, in sympy, and never again by hand.
 `codegen/cse.py` builds on this printer to name shared subexpressions and split long sums.
-Printed code uses only the prefixes `jnp.` and `jax.`; the generated module imports `jax`,
-`jax.numpy as jnp`, `jax.scipy.special`, `jax.scipy.stats` and `jax.nn`.
+Printed code uses only the prefixes `jnp.`, `jax.` and `rt.`; the generated module imports
+`jax`, `jax.numpy as jnp`, `jax.scipy.special`, `jax.scipy.stats`, `jax.nn` and
+`tpcompile.runtime as rt` (the numerical guards).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +28,6 @@ __all__ = ["JaxPrinter", "lambdify_jax", "to_jax"]
 _MAX_EXACT_INT = 2**53
 
 _ALLOWED_PREFIXES = ("jnp.", "jax.")
-
 
 
 class JaxPrinter(_SympyJaxPrinter):
@@ -81,14 +82,25 @@ class JaxPrinter(_SympyJaxPrinter):
         printed i-th argument, parenthesised unless it is a symbol, a call or a non-negative
         number (so `{0}*f({0})` and `{0}**2` keep their meaning for any argument); an argument
         the template writes k times is counted k times."""
-        texts = []
+        printed = []
         for i, arg in enumerate(expr.args):
             uses = template.count(f"{{{i}}}")
             text = self._print_repeated(arg, uses) if uses > 1 else self._print(arg)
-            atomic = arg.is_Symbol or isinstance(arg, sympy.Function) or (
-                arg.is_number and arg.is_nonnegative)
-            texts.append(text if atomic else self._operand(text))
-        return template.format(*texts)
+            atomic = (
+                arg.is_Symbol
+                or isinstance(arg, sympy.Function)
+                or (arg.is_number and arg.is_nonnegative)
+            )
+            printed.append((text, atomic))
+
+        def substitute(match: re.Match[str]) -> str:
+            text, atomic = printed[int(match.group(1))]
+            before, after = template[: match.start()], template[match.end() :]
+            # A whole call argument, `f({0})` or `f(a, {1})`, needs no parentheses.
+            whole = before.endswith(("(", ", ")) and after.startswith((")", ","))
+            return text if atomic or whole else self._operand(text)
+
+        return re.sub(r"\{(\d+)\}", substitute, template)
 
     @staticmethod
     def _float_literal(value: float) -> str:
@@ -204,7 +216,6 @@ class JaxPrinter(_SympyJaxPrinter):
         return out
 
 
-
 def join_terms(terms: Sequence[tuple[str, str]]) -> str:
     """The text of a sum from its (sign, text) terms, as `StrPrinter._print_Add` joins them."""
     (sign, first), rest = terms[0], terms[1:]
@@ -246,7 +257,9 @@ def lambdify_jax(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[
     import jax
     import jax.numpy as jnp
 
-    namespace: dict[str, Any] = {"jax": jax, "jnp": jnp}
+    from tpcompile import runtime as rt
+
+    namespace: dict[str, Any] = {"jax": jax, "jnp": jnp, "rt": rt}
     exec(compile(source, "<tpcompile.codegen.jaxprint.lambdify_jax>", "exec"), namespace)
     raw = namespace["_generated"]
 

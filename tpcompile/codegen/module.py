@@ -115,9 +115,11 @@ class _Module:
         return self.functions[key]
 
     def matrix(self, rows: Iterable[Iterable[sympy.Expr]], context: str) -> str:
-        return "rt.matrix([" + ", ".join(
-            "[" + ", ".join(_print(e, context) for e in row) + "]" for row in rows
-        ) + "])"
+        return (
+            "rt.matrix(["
+            + ", ".join("[" + ", ".join(_print(e, context) for e in row) + "]" for row in rows)
+            + "])"
+        )
 
     def numeric(self, spec: NumericSpec, context: str, node: int) -> str:
         """The runtime call of a numerical quantity (`NumericSpec.method` picks the rule). Its
@@ -136,28 +138,39 @@ class _Module:
             order = f", order={spec.order}" if spec.order else ""
             order += ", complete=True" if spec.complete else ""
             kinks = f", kinks={kinks_f!r}" if kinks_f else ""
-            return (f"rt.hermite_expansion({left}, {_print(spec.cov[0][0], context)}, {means[0]}"
-                    f"{kinks}{order}, tol={opts.tol!r})")
+            return (
+                f"rt.hermite_expansion({left}, {_print(spec.cov[0][0], context)}, {means[0]}"
+                f"{kinks}{order}, tol={opts.tol!r})"
+            )
         mc = f"samples={opts.samples}, seed=({opts.seed}, {node})"
         if spec.right is None:
             if spec.method == "panel":
-                call = (f"rt.quad_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]}, "
-                        f"kinks={kinks_f!r})")
+                call = (
+                    f"rt.quad_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]}, "
+                    f"kinks={kinks_f!r})"
+                )
             else:
                 cov, mean = self.matrix(spec.cov, context), f"({', '.join(means)},)"
-                call = (f"rt.tensor_mean({left}, {cov}, {mean}, degree={opts.tensor_degree(nl)})"
-                        if spec.method == "tensor" else f"rt.mc_mean({left}, {cov}, {mean}, {mc})")
+                call = (
+                    f"rt.tensor_mean({left}, {cov}, {mean}, degree={opts.tensor_degree(nl)})"
+                    if spec.method == "tensor"
+                    else f"rt.mc_mean({left}, {cov}, {mean}, {mc})"
+                )
             return f"rt.track(errors, {node}, {call})"
         right = self.function(spec.right, spec.rvars)
         if spec.method in ("split", "hermite"):
             s11, s12, s22 = (_print(spec.cov[i][j], context) for i, j in ((0, 0), (0, 1), (1, 1)))
             pair = f"{s11}, {s12}, {s22}"
             if spec.method == "split":
-                call = (f"rt.split_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
-                        f"kinks_f={kinks_f!r}, kinks_g={kinks_g!r}, degree={opts.split_degree()})")
+                call = (
+                    f"rt.split_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                    f"kinks_f={kinks_f!r}, kinks_g={kinks_g!r}, degree={opts.split_degree()})"
+                )
             else:
-                call = (f"rt.hermite_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
-                        f"degree={opts.hermite_degree()})")
+                call = (
+                    f"rt.hermite_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                    f"degree={opts.hermite_degree()})"
+                )
             return f"rt.track(errors, {node}, {call})"
         blocks = (
             self.matrix([row[:nl] for row in spec.cov[:nl]], context),
@@ -166,28 +179,43 @@ class _Module:
             f"({', '.join(means[:nl])},)",
             f"({', '.join(means[nl:])},)",
         )
-        rule = (f"rt.tensor_pair({left}, {right}, {', '.join(blocks)}, "
-                f"degree={opts.tensor_degree(nl + nr)})" if spec.method == "tensor"
-                else f"rt.mc_pair({left}, {right}, {', '.join(blocks)}, {mc})")
+        rule = (
+            f"rt.tensor_pair({left}, {right}, {', '.join(blocks)}, "
+            f"degree={opts.tensor_degree(nl + nr)})"
+            if spec.method == "tensor"
+            else f"rt.mc_pair({left}, {right}, {', '.join(blocks)}, {mc})"
+        )
         return f"rt.track(errors, {node}, {rule})"
 
-    def line(self, node: Node, context: str) -> str:
+    def lines(self, node: Node, context: str) -> list[str]:
+        """The assignment of one quantity, with its meaning as a comment; a long sum is a
+        running partial sum over several lines (the same additions, in the same order)."""
         f = node.formula
+        target, head = f"n{node.id}", []
         if isinstance(f, DataGram):
-            rhs = (f"rt.gram_diag(x, {f.p}, {f.q})" if context == "diagonal"
-                   else f"rt.gram(x1, x2, {f.p}, {f.q})")
+            rhs = (
+                f"rt.gram_diag(x, {f.p}, {f.q})"
+                if context == "diagonal"
+                else f"rt.gram(x1, x2, {f.p}, {f.q})"
+            )
         elif isinstance(f, ClosedForm):
             rhs = f"{self.template(f)}({', '.join(_print(a, context) for a in f.args)})"
         elif isinstance(f, NumericSpec):
             rhs = self.numeric(f, context, node.id)
         else:
-            rhs = _print(f, context)
+            head, rhs = print_sum(sympy.sympify(f), _names(f, context), target)
+            if head:  # the last partial sum is the value
+                head, rhs = head[:-1], head[-1].split(" = ", 1)[1]
         numerical = f" (numerical) [{f.method}]" if isinstance(f, NumericSpec) else ""
-        return f"n{node.id} = {rhs}  # {node.label}{numerical}"
+        comment = f"  # {node.label}{numerical}"
+        if head:
+            return [head[0] + comment, *head[1:], f"{target} = {rhs}"]
+        return [f"{target} = {rhs}{comment}"]
 
 
 def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str) -> str:
     """The source text of the kernel module for one program."""
+
     def direct(expr: sympy.Expr) -> set[int]:
         return {k for side, k in refs(expr) if side == "X"}
 
@@ -200,20 +228,28 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
     diag_nodes = closure(diag_roots, graph, ("X", "L", "R"))
 
     mod = _Module()
-    body = ["def diagonal(x, errors=None):",
-            '    """Per-example quantities of one batch x of shape (N, positions, d); numerical',
-            '    quantities append (value, error, ...) to errors[node] when errors is a dict."""']
-    body += [f"    {mod.line(graph.nodes[k], 'diagonal')}" for k in sorted(diag_nodes)]
+    body = [
+        "def diagonal(x, errors=None):",
+        '    """Per-example quantities of one batch x of shape (N, positions, d); numerical',
+        '    quantities append (value, error, ...) to errors[node] when errors is a dict."""',
+    ]
+    body += [
+        f"    {ln}" for k in sorted(diag_nodes) for ln in mod.lines(graph.nodes[k], "diagonal")
+    ]
     body.append("    return {" + ", ".join(f"{k}: n{k}" for k in sorted(diag_roots)) + "}")
-    body += ["", "", "def cross(x1, x2, L, R, want_ntk=True, errors=None):",
-             '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors: as in',
-             '    `diagonal`)."""']
-    body += [f"    {mod.line(graph.nodes[k], 'cross')}" for k in sorted(nngp_nodes)]
+    body += [
+        "",
+        "",
+        "def cross(x1, x2, L, R, want_ntk=True, errors=None):",
+        '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors: as in',
+        '    `diagonal`)."""',
+    ]
+    body += [f"    {ln}" for k in sorted(nngp_nodes) for ln in mod.lines(graph.nodes[k], "cross")]
     # A long sum is printed as a running partial sum, a few terms a line (bitwise the same).
     lines, value = print_sum(nngp, _names(nngp, "cross"), "nngp")
     body += [f"    {line}" for line in lines] + [f"    nngp = rt.full(x1, x2, {value})"]
     body += ["    if not want_ntk:", "        return nngp, None"]
-    body += [f"    {mod.line(graph.nodes[k], 'cross')}" for k in sorted(ntk_nodes)]
+    body += [f"    {ln}" for k in sorted(ntk_nodes) for ln in mod.lines(graph.nodes[k], "cross")]
     lines, value = print_sum(ntk, _names(ntk, "cross"), "ntk")
     body += [f"    {line}" for line in lines] + [f"    ntk = rt.full(x1, x2, {value})"]
     body.append("    return nngp, ntk")

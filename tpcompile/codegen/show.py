@@ -44,8 +44,9 @@ def derivation(compiled, latex: bool = False) -> str:
             # Marked as numerical, with the rule and the quantities it reads (an error estimate
             # per quantity comes with `kernel_fn(..., return_errors=True)`).
             corners = (f.cov[0][0], f.cov[0][-1], f.cov[-1][-1])
-            read = dict.fromkeys(_text(e, names, latex)
-                                 for e in (*(f.coefficients or ()), *corners))
+            read = dict.fromkeys(
+                _text(e, names, latex) for e in (*(f.coefficients or ()), *corners)
+            )
             more = ", ..." if len(f.cov) > 2 else ""
             rhs = f"numerical ({f.method}): {f.description}; from {', '.join(read)}{more}"
         elif isinstance(f, ClosedForm):

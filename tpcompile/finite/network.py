@@ -176,8 +176,13 @@ class FiniteNetwork:
     -> β, (n,); `READOUT` -> v, (n,); `READOUT_BIAS` -> β0, () when the readout has a bias.
     """
 
-    def __init__(self, program: ir.Program, width: int, data_dim: int | None = None,
-                 param: Parameterization = NTK) -> None:
+    def __init__(
+        self,
+        program: ir.Program,
+        width: int,
+        data_dim: int | None = None,
+        param: Parameterization = NTK,
+    ) -> None:
         if int(width) != width or width < 1:
             raise TPError(f"the width must be a positive integer, got {width}")
         self.program = program
@@ -204,8 +209,9 @@ class FiniteNetwork:
                     self.uses[instr.weight].append(instr.out)
             if type(instr) not in RULES:
                 raise TPError(f"the finite network has no rule for {type(instr).__name__}")
-        self.readout_scale = param.readout_multiplier(_float(program.readout.var), self.width,
-                                                      math.sqrt)
+        self.readout_scale = param.readout_multiplier(
+            _float(program.readout.var), self.width, math.sqrt
+        )
         self.readout_bias_std = param.bias_multiplier(_float(program.readout.bias_var), math.sqrt)
         self.biases = [i.out for i in program.instrs if isinstance(i, ir.Bias)]
         self._jit_cache: dict[tuple[str, bool], Callable[..., Any]] = {}
@@ -306,21 +312,20 @@ class FiniteNetwork:
         if (what, same) not in cache:
             bias_var = self.readout_bias_std**2
 
-            def kernels(params: Params, a: jax.Array, b: jax.Array) -> tuple[jax.Array,
-                                                                                jax.Array]:
+            def kernels(params: Params, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
                 f1 = self._features(params, a)
                 return contract(f1, f1 if same else self._features(params, b), bias_var)
 
-            def sample(key: jax.Array, a: jax.Array, b: jax.Array) -> tuple[jax.Array,
-                                                                               jax.Array]:
+            def sample(key: jax.Array, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
                 return kernels(self.init(key, a.shape[-1], a.dtype), a, b)
 
             cache[what, same] = jax.jit(kernels if what == "kernels" else sample)
         return cache[what, same]
 
 
-def contract(f1: Features, f2: Features, readout_bias_var: float = 0.0) -> tuple[jax.Array,
-                                                                                  jax.Array]:
+def contract(
+    f1: Features, f2: Features, readout_bias_var: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
     """(NNGP, NTK) of shape (N1, N2) from the features of two batches of one network."""
     nngp = f1.readout @ f2.readout.T + readout_bias_var
     ntk = nngp

@@ -153,8 +153,11 @@ def sweep(
     k_inf = {name: np.asarray(getattr(k, name), np.float64) for name in KERNELS}
     for name, value in k_inf.items():
         if not np.linalg.norm(value) > 0:
-            raise TPError(f"the infinite-width {name.upper()} is zero on these inputs, so a "
-                          "relative error is undefined", hint="use other inputs (--x)")
+            raise TPError(
+                f"the infinite-width {name.upper()} is zero on these inputs, so a "
+                "relative error is undefined",
+                hint="use other inputs (--x)",
+            )
     dtype = jnp.float32 if float32 else jnp.float64
     errors = {name: np.zeros((len(widths), seeds)) for name in KERNELS}
     for i, width in enumerate(widths):
@@ -187,8 +190,10 @@ def report(fits: dict[str, Fit]) -> tuple[str, bool]:
         f"accepted [{lo}, {hi}])"
     )
     if max(nngp.slope_se, ntk.slope_se) > SLOPE_SE_WARN:
-        lines.append("  note: the slopes are poorly determined (standard error > "
-                     f"{SLOPE_SE_WARN}); use more --seeds or a wider range of --widths")
+        lines.append(
+            "  note: the slopes are poorly determined (standard error > "
+            f"{SLOPE_SE_WARN}); use more --seeds or a wider range of --widths"
+        )
     widest = int(nngp.widths[-1])
     lines.append(
         f"bound at width {widest}: fit({widest}) × exp({Z_BOUND:g}·cv/√{seeds}), cv = seed-to-seed "
@@ -205,13 +210,16 @@ def report(fits: dict[str, Fit]) -> tuple[str, bool]:
         if not f.slope_ok:
             problems.append(f"{name} slope {f.slope:+.3f} outside [{lo}, {hi}]")
         if not f.bound_ok:
-            problems.append(f"{name} error {f.mean[-1]:.4f} at width {widest} above its bound "
-                            f"{f.bound:.4f}")
+            problems.append(
+                f"{name} error {f.mean[-1]:.4f} at width {widest} above its bound {f.bound:.4f}"
+            )
     if problems:
         lines.append("verdict: FAILED — " + "; ".join(problems))
     else:
-        lines.append("verdict: ok — the empirical NNGP and NTK converge to the compiled kernels "
-                     "at the c/√n rate")
+        lines.append(
+            "verdict: ok — the empirical NNGP and NTK converge to the compiled kernels "
+            "at the c/√n rate"
+        )
     return "\n".join(lines) + "\n", not problems
 
 
@@ -219,8 +227,9 @@ def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise TPError("--plot needs matplotlib, which is not installed",
-                      hint="pip install tpcompile[plot]") from None
+        raise TPError(
+            "--plot needs matplotlib, which is not installed", hint="pip install tpcompile[plot]"
+        ) from None
     matplotlib.use("Agg")  # files only: never open a window
     import matplotlib.pyplot as plt
 
@@ -232,8 +241,15 @@ def plot(fits: dict[str, Fit], path: str, title: str) -> None:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for f, color in zip(fits.values(), ("tab:blue", "tab:orange"), strict=True):
-        ax.errorbar(f.widths, f.mean, yerr=f.std, fmt="o", color=color, capsize=3,
-                    label=f"{f.kernel.upper()} (slope {f.slope:+.2f})")
+        ax.errorbar(
+            f.widths,
+            f.mean,
+            yerr=f.std,
+            fmt="o",
+            color=color,
+            capsize=3,
+            label=f"{f.kernel.upper()} (slope {f.slope:+.2f})",
+        )
         ax.plot(f.widths, [f.predict(w) for w in f.widths], "-", color=color, alpha=0.5)
     # The reference line through the first NTK mean: c/sqrt(n).
     first = fits["ntk"]
@@ -258,9 +274,13 @@ def parse_widths(text: str) -> list[int]:
     try:
         widths = sorted({int(w) for w in text.split(",") if w.strip()})
     except ValueError:
-        raise TPError(f"--widths expects comma-separated integers, got `{text}`",
-                      hint="e.g. --widths 256,512,1024") from None
+        raise TPError(
+            f"--widths expects comma-separated integers, got `{text}`",
+            hint="e.g. --widths 256,512,1024",
+        ) from None
     if len(widths) < 2 or widths[0] < 1:
-        raise TPError(f"--widths needs at least two distinct positive widths, got `{text}`",
-                      hint="the rate is a slope over widths, e.g. --widths 256,1024,4096")
+        raise TPError(
+            f"--widths needs at least two distinct positive widths, got `{text}`",
+            hint="the rate is a slope over widths, e.g. --widths 256,1024,4096",
+        )
     return widths

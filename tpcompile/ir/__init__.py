@@ -25,6 +25,21 @@ from tpcompile.ir.printer import format_expr, format_instr, format_program
 # instructions never import their printer (imports flow nodes -> printer, one way).
 Program.__str__ = format_program  # type: ignore[method-assign]
 
-__all__ = ["Bias", "Embed", "Input", "Instr", "LinComb", "MatMul", "Moment", "Nonlin", "Program",
-           "Readout", "ScalarDef", "Weight", "format_expr", "format_instr", "format_program",
-           "symbol"]
+__all__ = [
+    "Bias",
+    "Embed",
+    "Input",
+    "Instr",
+    "LinComb",
+    "MatMul",
+    "Moment",
+    "Nonlin",
+    "Program",
+    "Readout",
+    "ScalarDef",
+    "Weight",
+    "format_expr",
+    "format_instr",
+    "format_program",
+    "symbol",
+]

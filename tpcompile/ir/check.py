@@ -68,8 +68,11 @@ class _Checker:
             _require(kind in allowed, instr, f"argument `{a}` is {kind}, not one of {allowed}")
         free = instr.fn.free_symbols
         declared = {symbol(a) for a in instr.args}
-        _require(free <= declared, instr,
-                 f"its function reads {sorted(map(str, free - declared))}, not declared arguments")
+        _require(
+            free <= declared,
+            instr,
+            f"its function reads {sorted(map(str, free - declared))}, not declared arguments",
+        )
 
 
 def _matmul(c: _Checker, instr: MatMul) -> None:
@@ -83,8 +86,11 @@ def _embed(c: _Checker, instr: Embed) -> None:
     weight = c.program.weight.get(instr.weight)
     _require(weight is not None, instr, f"uses undeclared weight `{instr.weight}`")
     _require(weight.on_data, instr, f"applies hidden matrix `{instr.weight}` to data")
-    _require(0 <= instr.position < c.program.input.positions, instr,
-             f"reads input position {instr.position} of {c.program.input.positions}")
+    _require(
+        0 <= instr.position < c.program.input.positions,
+        instr,
+        f"reads input position {instr.position} of {c.program.input.positions}",
+    )
 
 
 def _bias(c: _Checker, instr: Bias) -> None:
@@ -120,7 +126,10 @@ def check_program(program: Program) -> None:
         _require(rule is not None, instr, f"has no IR rule for {type(instr).__name__}")
         rule(c, instr)
         c.kinds[instr.out] = instr.kind
-    _require(c.kinds.get(program.output) in ("G", "H"), None,
-             f"the output `{program.output}` is not a defined vector value")
+    _require(
+        c.kinds.get(program.output) in ("G", "H"),
+        None,
+        f"the output `{program.output}` is not a defined vector value",
+    )
     ro = program.readout
     _require(_variance(ro.var) and _variance(ro.bias_var), None, "invalid readout variances")

@@ -19,8 +19,9 @@ from tpcompile.kernels.param import NTK, Parameterization
 from tpcompile.kernels.plan import NumericOptions
 
 
-def analyse(program: ir.Program, options: NumericOptions | None = None,
-            param: Parameterization = NTK) -> tuple[KernelGraph, sympy.Expr, sympy.Expr]:
+def analyse(
+    program: ir.Program, options: NumericOptions | None = None, param: Parameterization = NTK
+) -> tuple[KernelGraph, sympy.Expr, sympy.Expr]:
     """The kernel graph of `program` with its NNGP and NTK formulas."""
     graph = KernelGraph(program, expect, options or NumericOptions(), param)
     graph.refuse_unsupported()

@@ -51,13 +51,13 @@ _READS: dict[type, Callable[[Any, _Consumers], None]] = {
 }
 
 
-def backward_coefficients(program: ir.Program, param: Parameterization
-                          ) -> dict[str, dict[str, sympy.Expr]]:
+def backward_coefficients(
+    program: ir.Program, param: Parameterization
+) -> dict[str, dict[str, sympy.Expr]]:
     """For every G value g: dZ^g = Σ_j coef_j · G_j over backward Gaussians G_j ("v" for the
     readout, a matmul's name for its Ŵᵀdg), each coef a function of forward G values."""
     consumers = _Consumers()
-    consumers.direct[program.output][READOUT] = param.readout_seed(program.readout.var,
-                                                                    sympy.sqrt)
+    consumers.direct[program.output][READOUT] = param.readout_seed(program.readout.var, sympy.sqrt)
     for ins in program.instrs:
         if type(ins) in _READS:
             _READS[type(ins)](ins, consumers)
@@ -112,8 +112,9 @@ def _gaussian_cov(graph: KernelGraph, x: str, y: str) -> sympy.Expr:
 def nngp(graph: KernelGraph) -> sympy.Expr:
     out, ro = graph.program.output, graph.program.readout
     f = function(graph, out)
-    return (graph.param.forward_factor(ro.var) * graph.expect(f, f)
-            + graph.param.forward_factor(ro.bias_var))
+    return graph.param.forward_factor(ro.var) * graph.expect(f, f) + graph.param.forward_factor(
+        ro.bias_var
+    )
 
 
 def _forward_factor(graph: KernelGraph, a: ir.Instr, b: ir.Instr) -> sympy.Expr:
@@ -123,14 +124,14 @@ def _forward_factor(graph: KernelGraph, a: ir.Instr, b: ir.Instr) -> sympy.Expr:
     return graph.expect(function(graph, a.arg), function(graph, b.arg))
 
 
-def _use(graph: KernelGraph, ins: ir.MatMul | ir.Embed, uses: dict[str, list[ir.Instr]]
-         ) -> sympy.Expr:
+def _use(
+    graph: KernelGraph, ins: ir.MatMul | ir.Embed, uses: dict[str, list[ir.Instr]]
+) -> sympy.Expr:
     uses[ins.weight].append(ins)  # every pair of uses of one matrix is summed below
     return sympy.Integer(0)
 
 
-def _bias_term(graph: KernelGraph, ins: ir.Bias, uses: dict[str, list[ir.Instr]]
-               ) -> sympy.Expr:
+def _bias_term(graph: KernelGraph, ins: ir.Bias, uses: dict[str, list[ir.Instr]]) -> sympy.Expr:
     return graph.param.ntk_factor(ins.var) * backward_cov(graph, ins.out, ins.out)
 
 

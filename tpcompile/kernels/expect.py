@@ -47,8 +47,9 @@ def _expect_product(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> sympy.E
     return result
 
 
-def _independent_groups(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr
-                        ) -> list[tuple[sympy.Expr, sympy.Expr]]:
+def _independent_groups(
+    graph: KernelGraph, f: sympy.Expr, g: sympy.Expr
+) -> list[tuple[sympy.Expr, sympy.Expr]]:
     """Split E[Π f_i · Π g_j] into factors over disjoint random families."""
     factors = [("L", x) for x in sympy.Mul.make_args(f) if not x.is_number]
     factors += [("R", x) for x in sympy.Mul.make_args(g) if not x.is_number]
@@ -62,8 +63,10 @@ def _independent_groups(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr
         members = [m for grp in merged for m in grp[1]] + [(side, x)]
         groups.append((src, members))
     return [
-        (sympy.Mul(*(x for s, x in members if s == "L")),
-         sympy.Mul(*(x for s, x in members if s == "R")))
+        (
+            sympy.Mul(*(x for s, x in members if s == "L")),
+            sympy.Mul(*(x for s, x in members if s == "R")),
+        )
         for _, members in groups
     ]
 
@@ -116,8 +119,11 @@ def _isserlis(graph: KernelGraph, q: Query) -> sympy.Expr:
     return isserlis(graph, variables, q.means)
 
 
-def isserlis(graph: KernelGraph, variables: list[tuple[str, sympy.Symbol]],
-             means: dict[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
+def isserlis(
+    graph: KernelGraph,
+    variables: list[tuple[str, sympy.Symbol]],
+    means: dict[sympy.Symbol, sympy.Expr],
+) -> sympy.Expr:
     """E[Π (μ_i + z_i)] for jointly Gaussian z, by Stein's lemma applied to the first factor:
     E[x · rest] = μ_x E[rest] + Σ_y Cov(x, y) E[rest without y]."""
     if not variables:
@@ -127,7 +133,7 @@ def isserlis(graph: KernelGraph, variables: list[tuple[str, sympy.Symbol]],
     for i, other in enumerate(rest):
         c = pair_cov(graph, first, other)
         if c != 0:
-            total += c * isserlis(graph, rest[:i] + rest[i + 1:], means)
+            total += c * isserlis(graph, rest[:i] + rest[i + 1 :], means)
     return sympy.expand(total)
 
 
@@ -173,16 +179,22 @@ def _table(graph: KernelGraph, q: Query) -> Formula:
 
 
 REDUCTIONS: tuple[Reduction, ...] = (
-    Reduction("polynomial", lambda graph, q: is_polynomial(q.f) and is_polynomial(q.g),
-              _isserlis),
-    Reduction("parity", lambda graph, q: q.zero_mean and is_odd(q.f * q.g, (*q.fv, *q.gv)),
-              lambda graph, q: sympy.Integer(0)),
+    Reduction("polynomial", lambda graph, q: is_polynomial(q.f) and is_polynomial(q.g), _isserlis),
+    Reduction(
+        "parity",
+        lambda graph, q: q.zero_mean and is_odd(q.f * q.g, (*q.fv, *q.gv)),
+        lambda graph, q: sympy.Integer(0),
+    ),
     Reduction("expand", _expand_applies, _expand, pairs_only=True, recursive=True),
     Reduction("table", lambda graph, q: _closed(graph, q) is not None, _table),
-    Reduction("numeric", lambda graph, q: True,
-              lambda graph, q: numeric_spec(graph, q.f, None if q.is_mean else q.g, list(q.fv),
-                                            list(q.gv), q.means),
-              exact=False),
+    Reduction(
+        "numeric",
+        lambda graph, q: True,
+        lambda graph, q: numeric_spec(
+            graph, q.f, None if q.is_mean else q.g, list(q.fv), list(q.gv), q.means
+        ),
+        exact=False,
+    ),
 )
 
 
@@ -199,8 +211,11 @@ def is_exact(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> bool:
     q = _query(graph, f, g)
     if not q.fv or not q.gv:
         q = _query(graph, f if q.fv else g, sympy.S.One)
-    return any(rule.applies(graph, q) for rule in REDUCTIONS
-               if rule.exact and not rule.recursive and not (q.is_mean and rule.pairs_only))
+    return any(
+        rule.applies(graph, q)
+        for rule in REDUCTIONS
+        if rule.exact and not rule.recursive and not (q.is_mean and rule.pairs_only)
+    )
 
 
 def _expect_group(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> sympy.Expr:

@@ -114,8 +114,9 @@ def cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
     return graph.node(key, formula, f"Σ({g}, {h})")
 
 
-def pair_cov(graph: KernelGraph, x: tuple[str, sympy.Symbol], y: tuple[str, sympy.Symbol]
-             ) -> sympy.Expr:
+def pair_cov(
+    graph: KernelGraph, x: tuple[str, sympy.Symbol], y: tuple[str, sympy.Symbol]
+) -> sympy.Expr:
     """Cov of two G symbols each tagged with the input it is read at ("L": a, "R": b)."""
     (sx, vx), (sy, vy) = x, y
     if sx == sy:

@@ -137,8 +137,9 @@ class KernelGraph:
     sources_cache: dict[str, frozenset[str]] = field(default_factory=dict)
     backward: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
 
-    def node(self, key: tuple, formula: Formula, label: str, diagonal_only: bool = False
-             ) -> sympy.Expr:
+    def node(
+        self, key: tuple, formula: Formula, label: str, diagonal_only: bool = False
+    ) -> sympy.Expr:
         """Memoise `formula` under `key`; numbers and bare references are returned as they are."""
         if key in self.memo:
             return self.memo[key]

@@ -26,9 +26,14 @@ from tpcompile.kernels.plan import (
 )
 
 
-def numeric_spec(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr | None,
-                 fv: list[sympy.Symbol], gv: list[sympy.Symbol],
-                 means: dict[sympy.Symbol, sympy.Expr]) -> NumericSpec:
+def numeric_spec(
+    graph: KernelGraph,
+    f: sympy.Expr,
+    g: sympy.Expr | None,
+    fv: list[sympy.Symbol],
+    gv: list[sympy.Symbol],
+    means: dict[sympy.Symbol, sympy.Expr],
+) -> NumericSpec:
     """The numerical rule for E[f g'] (or E[f] when g is None), chosen by `plan`."""
     options = graph.options
     lvars = tuple(sympy.Symbol(f"u{i}", real=True) for i in range(len(fv)))
@@ -55,22 +60,37 @@ def numeric_spec(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr | None,
         # A polynomial side has exactly degree + 1 Hermite coefficients: the series ends there.
         degrees = [i.degree for i in (fi, gi) if i.kind == "polynomial"]
         order = min(degrees) + 1 if degrees else None
-        coefficients = (hermite(graph, f, fv[0], fi, order),
-                        to_side(hermite(graph, g, gv[0], gi, order), "R"))
-        return replace(spec, method="mehler", kinks=(fi.kinks, gi.kinks),
-                       coefficients=coefficients, order=order)
+        coefficients = (
+            hermite(graph, f, fv[0], fi, order),
+            to_side(hermite(graph, g, gv[0], gi, order), "R"),
+        )
+        return replace(
+            spec,
+            method="mehler",
+            kinks=(fi.kinks, gi.kinks),
+            coefficients=coefficients,
+            order=order,
+        )
     smooth = is_smooth(f) and (g is None or is_smooth(g))
     return replace(spec, method=multi_method(smooth, len(fv) + len(gv), options))
 
 
-def hermite(graph: KernelGraph, f: sympy.Expr, var: sympy.Symbol, info: FunctionInfo,
-            order: int | None) -> sympy.Expr:
+def hermite(
+    graph: KernelGraph, f: sympy.Expr, var: sympy.Symbol, info: FunctionInfo, order: int | None
+) -> sympy.Expr:
     """The per-input Hermite coefficients of f, a function of the G value `var`: a diagonal
     quantity (an L reference), computed once per input and shared by every pair using f."""
     u = sympy.Symbol("u0", real=True)
     spec = NumericSpec(
-        f.xreplace({var: u}), None, (u,), (), ((to_side(cov(graph, var.name, var.name), "L"),),),
-        (mean(graph, var.name),), method="coefficients", kinks=(info.kinks, ()), order=order,
+        f.xreplace({var: u}),
+        None,
+        (u,),
+        (),
+        ((to_side(cov(graph, var.name, var.name), "L"),),),
+        (mean(graph, var.name),),
+        method="coefficients",
+        kinks=(info.kinks, ()),
+        order=order,
         complete=info.kind == "polynomial" and order is not None and info.degree < order,
         options=graph.options,
     )

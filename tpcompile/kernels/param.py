@@ -58,3 +58,6 @@ class Parameterization:
 
 
 NTK = Parameterization("ntk")
+
+#: Every parameterization by name; a new one is a new entry (and its multipliers).
+PARAMETERIZATIONS: dict[str, Parameterization] = {NTK.name: NTK}

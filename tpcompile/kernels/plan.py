@@ -36,11 +36,13 @@ METHODS = ("auto", "mehler", "split", "hermite", "mc")
 TENSOR_CAP = {1: 128, 2: 64, 3: 32, 4: 16}  # tensor Gauss-Hermite degree per dimension count
 
 
-
 def _numpy_primitives() -> dict[str, object]:
     """NumPy versions of the recorded functions by sympy name, to locate kinks numerically."""
-    return {p.function.__name__: p.numpy for p in records()
-            if p.function is not None and p.numpy is not None}
+    return {
+        p.function.__name__: p.numpy
+        for p in records()
+        if p.function is not None and p.numpy is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,16 @@ def describe(expr: sympy.Expr, var: sympy.Symbol) -> FunctionInfo:
         return FunctionInfo("polynomial", degree=int(sympy.degree(expr, var)))
     kinks: set[float] = set()
     for node in sympy.preorder_traversal(expr):
-        if not (isinstance(node, sympy.Function | sympy.Pow | sympy.Max | sympy.Min)
-                and node.has(var)):
+        if not (
+            isinstance(node, sympy.Function | sympy.Pow | sympy.Max | sympy.Min) and node.has(var)
+        ):
             continue
         prim = by_function(type(node))
         if prim is not None and prim.kinks is not None:
             points = [_roots(node.args[0] - k, var) for k in prim.kinks]
         elif isinstance(node, sympy.Max | sympy.Min):
             args = node.args
-            points = [_roots(a - b, var) for i, a in enumerate(args) for b in args[i + 1:]]
+            points = [_roots(a - b, var) for i, a in enumerate(args) for b in args[i + 1 :]]
         elif isinstance(node, sympy.Pow):  # smooth: a whole power, or any power of a positive base
             smooth = (node.exp.is_Integer and node.exp >= 0) or node.base.is_positive
             points = [()] if smooth else [None]
@@ -237,16 +240,22 @@ class NumericSpec:
         opts, dim = self.options, len(self.lvars) + len(self.rvars)
         kinks = " and ".join(
             f"{side} = {', '.join(f'{k:.6g}' for k in ks)}"
-            for side, ks in zip(("u", "v"), self.kinks, strict=True) if ks
+            for side, ks in zip(("u", "v"), self.kinks, strict=True)
+            if ks
         )
         cut = f" (cut at {kinks})" if kinks else ""
         method = self.method
         if method == "mehler":
-            return (f"Mehler series Σ_k a_k b_k c^k over Hermite coefficients, terms from a tail "
-                    f"bound (tol {opts.tol:g})")
+            return (
+                f"Mehler series Σ_k a_k b_k c^k over Hermite coefficients, terms from a tail "
+                f"bound (tol {opts.tol:g})"
+            )
         if method == "coefficients":
-            count = (f"{self.order} terms" if self.order
-                     else f"terms until the tail is below tol {opts.tol:g}")
+            count = (
+                f"{self.order} terms"
+                if self.order
+                else f"terms until the tail is below tol {opts.tol:g}"
+            )
             return f"Hermite coefficients per input, composite Gauss-Legendre{cut}, {count}"
         if method == "split":
             return f"2-D Gauss-Legendre split at the kinks{cut}, degree {opts.split_degree()}"
@@ -256,8 +265,10 @@ class NumericSpec:
             return f"1-D composite Gauss-Legendre{cut}"
         if method == "tensor":
             return f"{dim}-D tensor Gauss-Hermite, degree {opts.tensor_degree(dim)}"
-        return (f"Monte Carlo over {dim} Gaussians, {opts.samples} samples (antithetic, common "
-                f"random numbers)")
+        return (
+            f"Monte Carlo over {dim} Gaussians, {opts.samples} samples (antithetic, common "
+            f"random numbers)"
+        )
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -324,13 +335,16 @@ class NumericReport:
         rows = [f"{'quantity':<48} {'method':<8} {'error':>9} {'relative':>9}  kind"]
         for e in self.entries:
             terms = f" ({e.terms} terms)" if e.terms else ""
-            rows.append(f"{e.quantity.label[:48]:<48} {e.quantity.method:<8} {e.error:9.2e} "
-                        f"{e.relative:9.2e}  {e.quantity.error_kind}{terms}")
+            rows.append(
+                f"{e.quantity.label[:48]:<48} {e.quantity.method:<8} {e.error:9.2e} "
+                f"{e.relative:9.2e}  {e.quantity.error_kind}{terms}"
+            )
         return "\n".join(rows)
 
 
-def build_report(quantities: Sequence[NumericQuantity],
-                 errors: Mapping[int, Sequence[Sequence[Any]]]) -> NumericReport:
+def build_report(
+    quantities: Sequence[NumericQuantity], errors: Mapping[int, Sequence[Sequence[Any]]]
+) -> NumericReport:
     """Aggregate the (value, error[, terms]) results recorded per node by `runtime.track`."""
     out = []
     for q in quantities:
@@ -342,11 +356,29 @@ def build_report(quantities: Sequence[NumericQuantity],
         terms = [int(r[2]) for r in results if len(r) > 2]
         last = results[-1]
         values = np.asarray(last[0])
-        out.append(QuantityError(q, err, scale, max(terms) if terms else None, values,
-                                 np.broadcast_to(np.asarray(last[1]), values.shape)))
+        out.append(
+            QuantityError(
+                q,
+                err,
+                scale,
+                max(terms) if terms else None,
+                values,
+                np.broadcast_to(np.asarray(last[1]), values.shape),
+            )
+        )
     return NumericReport(tuple(out))
 
 
-__all__ = ["FunctionInfo", "NumericOptions", "NumericQuantity", "NumericReport", "NumericSpec",
-           "QuantityError",
-           "build_report", "describe", "is_smooth", "multi_method", "pair_method"]
+__all__ = [
+    "FunctionInfo",
+    "NumericOptions",
+    "NumericQuantity",
+    "NumericReport",
+    "NumericSpec",
+    "QuantityError",
+    "build_report",
+    "describe",
+    "is_smooth",
+    "multi_method",
+    "pair_method",
+]

@@ -24,8 +24,9 @@ def terms(expr: sympy.Expr, expand: bool = False) -> list[tuple[sympy.Expr, symp
 def is_polynomial(expr: sympy.Expr) -> bool:
     """A monomial in G symbols (with a number): what Isserlis' theorem integrates."""
     return all(
-        x.is_number or x.is_Symbol or (x.is_Pow and x.base.is_Symbol and x.exp.is_Integer
-                                       and x.exp >= 0)
+        x.is_number
+        or x.is_Symbol
+        or (x.is_Pow and x.base.is_Symbol and x.exp.is_Integer and x.exp >= 0)
         for x in sympy.Mul.make_args(expr)
     )
 

@@ -102,7 +102,7 @@ class Elaborator(ExpressionEvaluator):
                 self.input = ir.Input(name, shape, tuple(lo for lo, _ in bounds), span)
             case S.DeclStmt(kind, name, ranges, dist, span):
                 self._fresh_name(name, span)
-                (mean, var), = self.distributions(dist, 1)
+                ((mean, var),) = self.distributions(dist, 1)
                 if kind == "weight" and mean != 0:
                     raise TPError(
                         "weights have mean 0",

@@ -141,9 +141,7 @@ class ExpressionEvaluator(ProgramBuilder):
         found = self.lookup(e.name, e.span)
         if isinstance(found, ir.Input):
             if found.shape:
-                raise TPError(
-                    f"the input `{e.name}` is indexed; use `{e.name}[...]`", e.span
-                )
+                raise TPError(f"the input `{e.name}` is indexed; use `{e.name}[...]`", e.span)
             return Data(0, e.name)
         if isinstance(found, Family):
             if found.ranges:
@@ -341,8 +339,7 @@ class ExpressionEvaluator(ProgramBuilder):
         self._arity(e, 1 + len(rule.numbers), 1 + len(rule.numbers))
         arg = self._operand(self.ev(e.args[0]), e.args[0], e.func)
         nums = [
-            self.number(a, f"argument `{n}`")
-            for a, n in zip(e.args[1:], rule.numbers, strict=True)
+            self.number(a, f"argument `{n}`") for a, n in zip(e.args[1:], rule.numbers, strict=True)
         ]
         problem = rule.check(*nums)
         if problem:

@@ -171,9 +171,11 @@ def _stmt(tree: Tree) -> S.Stmt:
     if kind == "readout":
         return S.ReadoutStmt(_expr(tree.children[0]), span)
     if kind == "def_":
-        params = tuple(t.value for t in _tokens(_trees(tree, "names")[0], "NAME")) if _trees(
-            tree, "names"
-        ) else ()
+        params = (
+            tuple(t.value for t in _tokens(_trees(tree, "names")[0], "NAME"))
+            if _trees(tree, "names")
+            else ()
+        )
         return S.DefStmt(names[0].value, params, _expr(tree.children[-1]), span)
     if kind == "assign":
         target, *indices, value = tree.children
@@ -202,8 +204,15 @@ def _expr(node: Tree | Token) -> S.Expr:
 
 def _comprehension(ch: list, span: Span) -> S.Expr:
     func, body, var, rng, *cond = ch
-    return S.Comprehension(func.value, _expr(body), var.value, _range(rng),
-                           _expr(cond[0]) if cond else None, span, _span(func))
+    return S.Comprehension(
+        func.value,
+        _expr(body),
+        var.value,
+        _range(rng),
+        _expr(cond[0]) if cond else None,
+        span,
+        _span(func),
+    )
 
 
 # One converter per expression rule of the grammar.
@@ -211,8 +220,9 @@ _EXPRESSIONS: dict[str, Callable[[list, Span], S.Expr]] = {
     "number": lambda ch, span: S.Number(ch[0].value, span),
     "name": lambda ch, span: S.Name(ch[0].value, span),
     "index": lambda ch, span: S.Index(ch[0].value, tuple(_expr(c) for c in ch[1:]), span),
-    "call": lambda ch, span: S.Call(ch[0].value, tuple(_expr(c) for c in ch[1:]), span,
-                                    _span(ch[0])),
+    "call": lambda ch, span: S.Call(
+        ch[0].value, tuple(_expr(c) for c in ch[1:]), span, _span(ch[0])
+    ),
     "comprehension": _comprehension,
     "binop": lambda ch, span: S.BinOp(ch[1].value, _expr(ch[0]), _expr(ch[2]), span),
     "matmul": lambda ch, span: S.BinOp("@", _expr(ch[0]), _expr(ch[1]), span),

@@ -22,18 +22,22 @@ from tpcompile.errors import Span, TPError
 class Num:
     value: sympy.Expr
 
+
 @dataclass(frozen=True)
 class Vec:
     expr: sympy.Expr
+
 
 @dataclass(frozen=True)
 class Scal:
     expr: sympy.Expr
 
+
 @dataclass(frozen=True)
 class Mat:
     name: str
     family: str
+
 
 @dataclass(frozen=True)
 class Data:
@@ -42,6 +46,7 @@ class Data:
 
 
 Meaning = Num | Vec | Scal | Mat | Data
+
 
 @dataclass
 class Family:
@@ -62,11 +67,9 @@ class Family:
 # an error, not an hour of unrolling).
 
 
-
 MAX_INSTRUCTIONS = 50_000
 
 MAX_EXPONENT = 400
-
 
 
 def number(text: str, span: Span | None = None) -> sympy.Expr:
@@ -75,6 +78,7 @@ def number(text: str, span: Span | None = None) -> sympy.Expr:
     if exponent and abs(int(exponent)) > MAX_EXPONENT:
         raise TPError(f"the number {text} is out of range", span)
     return sympy.Rational(text)
+
 
 def to_number(value: object, name: str) -> sympy.Expr:
     """A param override from Python or the command line, as an exact number."""
@@ -93,13 +97,17 @@ def to_number(value: object, name: str) -> sympy.Expr:
             pass
     raise TPError(f"param `{name}` must be a number, got {value!r}", hint="e.g. -D L=5")
 
+
 def as_int(value: sympy.Expr) -> int | None:
     return int(value) if value.is_Integer else None
 
+
 RANK = {Num: 0, Scal: 1, Vec: 2}
+
 
 def payload(m: Num | Vec | Scal) -> sympy.Expr:
     return m.value if isinstance(m, Num) else m.expr
+
 
 def describe(m: object) -> str:
     if isinstance(m, Num):
@@ -170,7 +178,9 @@ class ProgramBuilder:
     def _args(self, expr: sympy.Expr) -> tuple[str, ...]:
         return tuple(sorted(s.name for s in expr.free_symbols))
 
-    def affine(self, expr: sympy.Expr) -> tuple[tuple[tuple[sympy.Expr, str], ...], sympy.Expr] | None:  # noqa: E501
+    def affine(
+        self, expr: sympy.Expr
+    ) -> tuple[tuple[tuple[sympy.Expr, str], ...], sympy.Expr] | None:  # noqa: E501
         """(terms, const) if expr is an affine function of G values with number coefficients."""
         names = self._args(expr)
         if any(self.kinds[n] != "G" for n in names):
@@ -212,9 +222,13 @@ class ProgramBuilder:
             fam = self.families[mat.family]
             self.weights[mat.name] = ir.Weight(mat.name, fam.var, on_data, span)
         elif existing.on_data != on_data:
-            first, here = ("data", "hidden vectors") if existing.on_data else (
-                "hidden vectors",
-                "data",
+            first, here = (
+                ("data", "hidden vectors")
+                if existing.on_data
+                else (
+                    "hidden vectors",
+                    "data",
+                )
             )
             raise TPError(
                 f"`{mat.name}` is applied to {here} here but to {first} at line "

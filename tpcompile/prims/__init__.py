@@ -15,5 +15,12 @@ from tpcompile.prims.record import (
     temporarily,
 )
 
-__all__ = ["Prim", "by_function", "language_builtins", "lookup", "records", "register",
-           "temporarily"]
+__all__ = [
+    "Prim",
+    "by_function",
+    "language_builtins",
+    "lookup",
+    "records",
+    "register",
+    "temporarily",
+]

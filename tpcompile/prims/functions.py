@@ -74,9 +74,27 @@ class _Primitive(sympy.Function):
         return self.args[0].is_extended_real
 
 
+class _Formula(_Primitive):
+    """A primitive with an exact formula in sympy builtins (`formula`, in terms of
+    `_evalf_via`): exact numbers, 0 included, evaluate through it; floats stay unevaluated until
+    `evalf`, which rewrites to the formula; `rewrite(_evalf_via)` gives the formula too."""
+
+    @staticmethod
+    def formula(x: sympy.Expr) -> sympy.Expr:
+        raise NotImplementedError
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        if x.is_zero or (_real_number(x) and not x.is_Float):
+            return cls.formula(x)
+        return None
+
+    def _eval_rewrite(self, rule: Any, args: Any, **hints: Any) -> sympy.Expr | None:
+        return self.formula(*args) if rule is self._evalf_via else None
+
+
 class Relu(_Primitive):
     """relu(x) = max(x, 0). Derivative: Step (the autodiff convention, 0 at the kink)."""
-
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -87,14 +105,12 @@ class Relu(_Primitive):
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         return Step(x)
 
-
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 
 class Step(_Primitive):
     """step(x) = 1 for x > 0, else 0 (so Step(0) = 0). Derivative: 0, never a Dirac delta."""
-
 
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
@@ -106,7 +122,6 @@ class Step(_Primitive):
         # The autodiff convention (THEORY §10 trap 6): a delta here would make every NTK with a
         # step/sign nonlinearity infinite, while the finite network's gradient is exactly 0.
         return sympy.S.Zero
-
 
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
@@ -145,99 +160,62 @@ class ReluPow(sympy.Function):
         return True if self.args[0].is_extended_real else None
 
 
-class Gelu(_Primitive):
+class Gelu(_Formula):
     """Exact GELU: x * Phi(x), Phi the standard normal CDF. Derivative: GeluPrime."""
 
     _evalf_via = sympy.erf
 
-    @classmethod
-    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        if x.is_zero:
-            return sympy.S.Zero
-        if _real_number(x) and not x.is_Float:
-            # Exact numbers become exact erf expressions; floats stay unevaluated until evalf.
-            return x * _std_normal_cdf(x)
-        return None
+    @staticmethod
+    def formula(x: sympy.Expr) -> sympy.Expr:
+        return x * _std_normal_cdf(x)
 
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         return GeluPrime(x)
 
-    def _eval_rewrite_as_erf(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
-        return x * _std_normal_cdf(x)
 
-
-
-
-class GeluPrime(_Primitive):
+class GeluPrime(_Formula):
     """Derivative of exact GELU: Phi(x) + x*phi(x). Derivative: (2 - x**2)*phi(x)."""
 
     _evalf_via = sympy.erf
 
-    @classmethod
-    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        if x.is_zero:
-            return sympy.S.Half
-        if _real_number(x) and not x.is_Float:
-            return _std_normal_cdf(x) + x * _std_normal_pdf(x)
-        return None
+    @staticmethod
+    def formula(x: sympy.Expr) -> sympy.Expr:
+        return _std_normal_cdf(x) + x * _std_normal_pdf(x)
 
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         # Written with sympy builtins (not a new primitive) so the closed-form table sees a
         # polynomial times a Gaussian, which it integrates exactly.
         return (2 - x**2) * sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi)
 
-    def _eval_rewrite_as_erf(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
-        return _std_normal_cdf(x) + x * _std_normal_pdf(x)
 
-
-
-
-class Sigmoid(_Primitive):
+class Sigmoid(_Formula):
     """Logistic sigmoid 1/(1 + exp(-x)). Derivative: Sigmoid*(1 - Sigmoid)."""
 
     _evalf_via = sympy.exp
 
-    @classmethod
-    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        if x.is_zero:
-            return sympy.S.Half
-        if _real_number(x) and not x.is_Float:
-            return 1 / (1 + sympy.exp(-x))
-        return None
+    @staticmethod
+    def formula(x: sympy.Expr) -> sympy.Expr:
+        return 1 / (1 + sympy.exp(-x))
 
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         s = Sigmoid(x)
         return s * (1 - s)
 
-    def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
-        return 1 / (1 + sympy.exp(-x))
-
-
-
     def _eval_is_extended_positive(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 
-class Softplus(_Primitive):
+class Softplus(_Formula):
     """softplus(x) = log(1 + exp(x)). Derivative: Sigmoid."""
 
     _evalf_via = sympy.log
 
-    @classmethod
-    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
-        if x.is_zero:
-            return sympy.log(2)
-        if _real_number(x) and not x.is_Float:
-            return sympy.log(1 + sympy.exp(x))
-        return None
+    @staticmethod
+    def formula(x: sympy.Expr) -> sympy.Expr:
+        return sympy.log(1 + sympy.exp(x))
 
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         return Sigmoid(x)
-
-    def _eval_rewrite_as_log(self, x: sympy.Expr, **kwargs: Any) -> sympy.Expr:
-        return sympy.log(1 + sympy.exp(x))
-
-
 
     def _eval_is_extended_positive(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
@@ -250,7 +228,6 @@ class SafeSqrt(_Primitive):
     guard is inactive and where closed forms are differentiated.
     """
 
-
     @classmethod
     def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
         if _real_number(x):
@@ -259,7 +236,6 @@ class SafeSqrt(_Primitive):
 
     def derivative(self, x: sympy.Expr) -> sympy.Expr:
         return 1 / (2 * SafeSqrt(x))
-
 
     def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None

@@ -18,8 +18,15 @@ from typing import Any
 
 import sympy
 
-__all__ = ["Prim", "by_function", "language_builtins", "lookup", "records", "register",
-           "temporarily"]
+__all__ = [
+    "Prim",
+    "by_function",
+    "language_builtins",
+    "lookup",
+    "records",
+    "register",
+    "temporarily",
+]
 
 
 def _no_check(*numbers: sympy.Expr) -> str | None:

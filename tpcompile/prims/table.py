@@ -3,7 +3,8 @@
 Builtins prefer exact linear decompositions (abs = 2*relu(x) - x, sign = 2*step(x) - 1, leaky
 relu = a*x + (1-a)*relu(x)), so the kernel analysis meets few atoms, each with a closed form.
 Internal records describe functions that only derivatives and closed forms produce.
-JAX templates use only the prefixes `jnp.` and `jax.` (the generated module's imports).
+JAX templates use only the prefixes `jnp.`, `jax.` and `rt.` (the generated module's imports:
+jax, jax.numpy as jnp, and tpcompile.runtime as rt).
 """
 
 from __future__ import annotations
@@ -77,59 +78,152 @@ CDF = "jax.scipy.stats.norm.cdf"
 
 # ---- the language's builtins, in the docs' order ------------------------------------------------
 for _prim in (
-    Prim("relu", "relu(e) = max(e, 0)", Relu, jax="jax.nn.relu({0})",
-         numpy=lambda x: np.maximum(x, 0), kinks=(0.0,)),
-    Prim("step", "step(e) = 1 if e > 0 else 0 (derivative 0)", Step,
-         # `where` has gradient 0 in its condition: the autodiff convention Step' = 0.
-         jax="jnp.where({0} > 0, 1.0, 0.0)", numpy=lambda x: np.where(x > 0, 1.0, 0.0),
-         kinks=(0.0,)),
-    Prim("sign", "sign(e) = 2*step(e) - 1 (+1 for e > 0, -1 otherwise; derivative 0)",
-         build=lambda x: 2 * Step(x) - 1),
+    Prim(
+        "relu",
+        "relu(e) = max(e, 0)",
+        Relu,
+        jax="jax.nn.relu({0})",
+        numpy=lambda x: np.maximum(x, 0),
+        kinks=(0.0,),
+    ),
+    Prim(
+        "step",
+        "step(e) = 1 if e > 0 else 0 (derivative 0)",
+        Step,
+        # `where` has gradient 0 in its condition: the autodiff convention Step' = 0.
+        jax="jnp.where({0} > 0, 1.0, 0.0)",
+        numpy=lambda x: np.where(x > 0, 1.0, 0.0),
+        kinks=(0.0,),
+    ),
+    Prim(
+        "sign",
+        "sign(e) = 2*step(e) - 1 (+1 for e > 0, -1 otherwise; derivative 0)",
+        build=lambda x: 2 * Step(x) - 1,
+    ),
     Prim("abs", "abs(e) = |e| = 2*relu(e) - e", build=lambda x: 2 * Relu(x) - x),
-    Prim("leaky_relu", "leaky_relu(e, a) = max(e, a*e): slope 1 for e > 0, slope a for e < 0",
-         build=_build_leaky_relu, numbers=("a",), check=_check_real,
-         examples=((0.1,), (-0.5,))),
-    Prim("relu_pow", "relu_pow(e, k) = relu(e)**k, k a positive integer", ReluPow,
-         build=_build_relu_pow, numbers=("k",), check=_check_relu_pow,
-         # Parenthesised as a whole: the text is a power, and `a**k**j` would nest to the right.
-         jax="(jax.nn.relu({0})**{1})", numpy=lambda x, k: np.maximum(x, 0) ** k, kinks=(0.0,),
-         examples=((1,), (2,), (3,))),
-    Prim("erf", "erf(e), the Gauss error function", sympy.erf,
-         jax="jax.scipy.special.erf({0})", numpy=_erf),
+    Prim(
+        "leaky_relu",
+        "leaky_relu(e, a) = max(e, a*e): slope 1 for e > 0, slope a for e < 0",
+        build=_build_leaky_relu,
+        numbers=("a",),
+        check=_check_real,
+        examples=((0.1,), (-0.5,)),
+    ),
+    Prim(
+        "relu_pow",
+        "relu_pow(e, k) = relu(e)**k, k a positive integer",
+        ReluPow,
+        build=_build_relu_pow,
+        numbers=("k",),
+        check=_check_relu_pow,
+        # Parenthesised as a whole: the text is a power, and `a**k**j` would nest to the right.
+        jax="(jax.nn.relu({0})**{1})",
+        numpy=lambda x, k: np.maximum(x, 0) ** k,
+        kinks=(0.0,),
+        examples=((1,), (2,), (3,)),
+    ),
+    Prim(
+        "erf",
+        "erf(e), the Gauss error function",
+        sympy.erf,
+        jax="jax.scipy.special.erf({0})",
+        numpy=_erf,
+    ),
     Prim("tanh", "tanh(e)", sympy.tanh, numpy=np.tanh),
-    Prim("sigmoid", "sigmoid(e) = 1/(1 + exp(-e))", Sigmoid, jax="jax.nn.sigmoid({0})",
-         numpy=lambda x: 1 / (1 + np.exp(-x))),
-    Prim("softplus", "softplus(e) = log(1 + exp(e))", Softplus, jax="jax.nn.softplus({0})",
-         numpy=lambda x: np.logaddexp(0, x)),
-    Prim("gelu", "gelu(e) = e*Phi(e), exact (Phi: normal CDF)", Gelu,
-         jax=f"({{0}}*{CDF}({{0}}))", numpy=lambda x: x * (1 + _erf(x / np.sqrt(2))) / 2),
+    Prim(
+        "sigmoid",
+        "sigmoid(e) = 1/(1 + exp(-e))",
+        Sigmoid,
+        jax="jax.nn.sigmoid({0})",
+        numpy=lambda x: 1 / (1 + np.exp(-x)),
+    ),
+    Prim(
+        "softplus",
+        "softplus(e) = log(1 + exp(e))",
+        Softplus,
+        jax="jax.nn.softplus({0})",
+        numpy=lambda x: np.logaddexp(0, x),
+    ),
+    Prim(
+        "gelu",
+        "gelu(e) = e*Phi(e), exact (Phi: normal CDF)",
+        Gelu,
+        jax=f"({{0}}*{CDF}({{0}}))",
+        numpy=lambda x: x * (1 + _erf(x / np.sqrt(2))) / 2,
+    ),
     Prim("silu", "silu(e) = e*sigmoid(e) (swish)", build=lambda x: x * Sigmoid(x)),
     Prim("sin", "sin(e)", sympy.sin, numpy=np.sin),
     Prim("cos", "cos(e)", sympy.cos, numpy=np.cos),
     Prim("exp", "exp(e)", sympy.exp, numpy=np.exp),
-    Prim("sqrt", "sqrt(e), scalars only (e.g. in normalisation)", build=lambda x: sympy.sqrt(x),
-         vector=False),
+    Prim(
+        "sqrt",
+        "sqrt(e), scalars only (e.g. in normalisation)",
+        build=lambda x: sympy.sqrt(x),
+        vector=False,
+    ),
     # ---- internal: produced by derivatives, closed forms and sympy's own simplifications ----
-    Prim("gelu_prime", "gelu'(e) = Phi(e) + e*phi(e)", GeluPrime, language=False,
-         jax=f"({CDF}({{0}}) + {{0}}*jax.scipy.stats.norm.pdf({{0}}))", numpy=_gelu_prime),
-    # The double `where` keeps the gradient finite (0) where the argument is 0: kernels stay
-    # differentiable on the diagonal (correlation ±1) and at zero variance.
-    Prim("safe_sqrt", "sqrt(max(e, 0)), a guard of closed forms", SafeSqrt, language=False,
-         jax="jnp.where({0} > 0, jnp.sqrt(jnp.where({0} > 0, {0}, 1.0)), 0.0)",
-         numpy=lambda x: np.sqrt(np.maximum(x, 0)), kinks=None),
-    # The inner `where` keeps the untaken branch finite, so its gradient is not NaN either.
-    Prim("safe_div", "x/y, and 0 where y == 0, a guard of closed forms", SafeDiv, language=False,
-         jax="jnp.where({1} == 0, 0.0, {0}/jnp.where({1} == 0, 1.0, {1}))",
-         numpy=lambda x, y: x / y, kinks=None),
-    Prim("erfc", "erfc(e) = 1 - erf(e)", sympy.erfc, language=False,
-         jax="jax.scipy.special.erfc({0})", numpy=lambda x: 1 - _erf(x)),
+    Prim(
+        "gelu_prime",
+        "gelu'(e) = Phi(e) + e*phi(e)",
+        GeluPrime,
+        language=False,
+        jax=f"({CDF}({{0}}) + {{0}}*jax.scipy.stats.norm.pdf({{0}}))",
+        numpy=_gelu_prime,
+    ),
+    # The guards print as the runtime's functions (`runtime/guards.py`), their one JAX
+    # implementation: finite values and gradients at zero variance and correlation ±1.
+    Prim(
+        "safe_sqrt",
+        "sqrt(max(e, 0)), a guard of closed forms",
+        SafeSqrt,
+        language=False,
+        jax="rt.safe_sqrt({0})",
+        numpy=lambda x: np.sqrt(np.maximum(x, 0)),
+        kinks=None,
+    ),
+    Prim(
+        "safe_div",
+        "x/y, and 0 where y == 0, a guard of closed forms",
+        SafeDiv,
+        language=False,
+        jax="rt.safe_div({0}, {1})",
+        numpy=lambda x, y: np.where(y == 0, 0.0, x / np.where(y == 0, 1, y)),
+        kinks=None,
+    ),
+    Prim(
+        "erfc",
+        "erfc(e) = 1 - erf(e)",
+        sympy.erfc,
+        language=False,
+        jax="jax.scipy.special.erfc({0})",
+        numpy=lambda x: 1 - _erf(x),
+    ),
     Prim("cosh", "cosh(e)", sympy.cosh, language=False, numpy=np.cosh),
     Prim("sinh", "sinh(e)", sympy.sinh, language=False, numpy=np.sinh),
-    Prim("Abs", "|e| as sympy writes it", sympy.Abs, language=False, jax="jnp.abs({0})",
-         numpy=np.abs, kinks=(0.0,)),
-    Prim("Sign", "sign(e) as sympy writes it", sympy.sign, language=False, numpy=np.sign,
-         kinks=(0.0,)),
-    Prim("Heaviside", "step(e) as sympy writes it", sympy.Heaviside, language=False,
-         numpy=lambda x: np.heaviside(x, 0.5), kinks=(0.0,)),
+    Prim(
+        "Abs",
+        "|e| as sympy writes it",
+        sympy.Abs,
+        language=False,
+        jax="jnp.abs({0})",
+        numpy=np.abs,
+        kinks=(0.0,),
+    ),
+    Prim(
+        "Sign",
+        "sign(e) as sympy writes it",
+        sympy.sign,
+        language=False,
+        numpy=np.sign,
+        kinks=(0.0,),
+    ),
+    Prim(
+        "Heaviside",
+        "step(e) as sympy writes it",
+        sympy.Heaviside,
+        language=False,
+        numpy=lambda x: np.heaviside(x, 0.5),
+        kinks=(0.0,),
+    ),
 ):
     register(_prim)

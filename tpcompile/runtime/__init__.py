@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from tpcompile.runtime.basics import Estimate
+from tpcompile.runtime.guards import safe_div, safe_sqrt
 from tpcompile.runtime.mehler import (
     HermiteExpansion,
     MehlerEstimate,
@@ -37,7 +39,6 @@ from tpcompile.runtime.mehler import (
 )
 from tpcompile.runtime.montecarlo import mc_mean, mc_pair, tensor_mean, tensor_pair
 from tpcompile.runtime.quadrature import (
-    Estimate,
     gauss_mean,
     gauss_pair,
     hermite_pair,
@@ -61,6 +62,8 @@ __all__ = [
     "mc_pair",
     "mehler_pair",
     "quad_mean",
+    "safe_div",
+    "safe_sqrt",
     "split_pair",
     "tensor_mean",
     "tensor_pair",
@@ -70,8 +73,9 @@ __all__ = [
 ArrayLike = jax.typing.ArrayLike
 
 
-def track(errors: MutableMapping[int, list[Any]] | None, node: int, result: Sequence[Any]
-          ) -> jax.Array:
+def track(
+    errors: MutableMapping[int, list[Any]] | None, node: int, result: Sequence[Any]
+) -> jax.Array:
     """The value of a numerical (value, error, ...) result; with an `errors` mapping, the whole
     result is also appended to errors[node] (a quantity is evaluated once per context: the
     diagonal of each batch and the cross grid)."""
@@ -105,8 +109,7 @@ def _fixed_order_dot(a: jax.Array, b: jax.Array) -> jax.Array:
 def gram(x1: jax.Array, x2: jax.Array, p: int, q: int) -> jax.Array:
     """<x1[a, p], x2[b, q]> / d for all pairs (a, b): shape (N1, N2). x has shape (N, P, d)."""
     right = x2[:, q, :]
-    rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :],
-                   batch_size=64)
+    rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :], batch_size=64)
     return rows / x1.shape[-1]
 
 

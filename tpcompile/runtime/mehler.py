@@ -38,25 +38,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from tpcompile.runtime.quadrature import (
-    HIGHEST,
-    PANEL_SPAN,
-    PANELS,
-    float_dtype,
-    is_traced,
-    legendre,
-    panel_rule,
-    safe_div,
-    safe_sqrt,
-)
+from tpcompile.runtime.basics import HIGHEST, float_dtype, is_traced, legendre
+from tpcompile.runtime.guards import safe_div, safe_sqrt
+from tpcompile.runtime.quadrature import PANEL_SPAN, PANELS, panel_rule
 
 ArrayLike = jax.typing.ArrayLike
 Fn = Callable[[jax.Array], jax.Array]
 
 # (terms, panels) tried in turn by `hermite_expansion`. For tol 1e-10, 256 terms serve tanh up to
 # variance ~2.5, 512 up to ~6, 2048 up to ~25; more terms need finer panels to resolve He_k.
-STAGES = ((256, PANELS), (512, PANELS), (1024, 3 * PANELS // 2), (2048, 2 * PANELS),
-          (2048, 4 * PANELS))
+STAGES = (
+    (256, PANELS),
+    (512, PANELS),
+    (1024, 3 * PANELS // 2),
+    (2048, 2 * PANELS),
+    (2048, 4 * PANELS),
+)
 NODES = 24  # Gauss-Legendre nodes per panel; the estimate uses 2/3 of them
 
 
@@ -78,12 +75,12 @@ class HermiteExpansion:
     def __getitem__(self, index: Any) -> HermiteExpansion:
         index = index if isinstance(index, tuple) else (index,)
         vec = (*index, slice(None))
-        return HermiteExpansion(self.coef[vec], self.tail[vec], self.norm[index],
-                                self.qerr[index])
+        return HermiteExpansion(self.coef[vec], self.tail[vec], self.norm[index], self.qerr[index])
 
     def truncated(self, terms: int) -> HermiteExpansion:
-        return HermiteExpansion(self.coef[..., :terms], self.tail[..., : terms + 1], self.norm,
-                                self.qerr)
+        return HermiteExpansion(
+            self.coef[..., :terms], self.tail[..., : terms + 1], self.norm, self.qerr
+        )
 
     def relative_tail(self) -> np.ndarray:
         """max over the batch of T(k) / ||f||, k = 0..K (concrete arrays only)."""
@@ -109,13 +106,15 @@ class MehlerEstimate(NamedTuple):
     terms: int
 
 
-def _psi(z: jax.Array, sw: jax.Array, terms: int,
-         emit: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def _psi(
+    z: jax.Array, sw: jax.Array, terms: int, emit: Callable[[jax.Array], jax.Array]
+) -> jax.Array:
     """emit(sqrt(w) h_k(z)) for k < terms, stacked on a leading axis. Carrying sqrt(w) h_k rather
     than h_k keeps every value O(1): h_k(13) alone reaches 1e36, past float32's range."""
 
-    def step(carry: tuple[jax.Array, jax.Array], k: jax.Array) -> tuple[tuple[jax.Array, ...],
-                                                                        jax.Array]:
+    def step(
+        carry: tuple[jax.Array, jax.Array], k: jax.Array
+    ) -> tuple[tuple[jax.Array, ...], jax.Array]:
         prev, cur = carry
         kf = k.astype(z.dtype)
         nxt = (z * cur - jnp.sqrt(kf) * prev) / jnp.sqrt(kf + 1)
@@ -142,9 +141,16 @@ def _table(terms: int, panels: int, n: int, dtype: str) -> tuple[jax.Array, jax.
     return tuple(jnp.asarray(a, dtype) for a in (z, sw, table))
 
 
-def _coefficients(f: Fn, s: jax.Array, m: jax.Array, kinks: tuple[float, ...], terms: int,
-                  panels: int, n: int, table: tuple[jax.Array, ...] | None
-                  ) -> tuple[jax.Array, jax.Array]:
+def _coefficients(
+    f: Fn,
+    s: jax.Array,
+    m: jax.Array,
+    kinks: tuple[float, ...],
+    terms: int,
+    panels: int,
+    n: int,
+    table: tuple[jax.Array, ...] | None,
+) -> tuple[jax.Array, jax.Array]:
     """(coef (..., terms), E f^2 (...)) by the panel rule with n nodes per panel."""
     sd = safe_sqrt(s)
     if table is None:  # nodes move with each input's kink positions: one recurrence per input
@@ -163,11 +169,21 @@ def _coefficients(f: Fn, s: jax.Array, m: jax.Array, kinks: tuple[float, ...], t
     return coef, energy
 
 
-@functools.partial(jax.jit, static_argnums=(0,),
-                   static_argnames=("kinks", "terms", "panels", "n", "complete"))
-def _expansion(f: Fn, s: jax.Array, m: jax.Array, tables: tuple | None, *,
-               kinks: tuple[float, ...], terms: int, panels: int, n: int,
-               complete: bool) -> HermiteExpansion:
+@functools.partial(
+    jax.jit, static_argnums=(0,), static_argnames=("kinks", "terms", "panels", "n", "complete")
+)
+def _expansion(
+    f: Fn,
+    s: jax.Array,
+    m: jax.Array,
+    tables: tuple | None,
+    *,
+    kinks: tuple[float, ...],
+    terms: int,
+    panels: int,
+    n: int,
+    complete: bool,
+) -> HermiteExpansion:
     fine, coarse = tables or (None, None)
     coef, energy = _coefficients(f, s, m, kinks, terms, panels, n, fine)
     low, _ = _coefficients(f, s, m, kinks, terms, panels, n - n // 3, coarse)
@@ -176,8 +192,7 @@ def _expansion(f: Fn, s: jax.Array, m: jax.Array, tables: tuple | None, *,
     # difference below would only be rounding (~eps E f^2, i.e. sqrt(eps) ||f|| as a norm).
     rest = jnp.zeros_like(energy) if complete else jnp.maximum(energy - jnp.sum(sq, -1), 0)
     upper = jnp.cumsum(sq[..., ::-1], axis=-1)[..., ::-1]  # Σ_{j>=k}, summed small to large
-    tail = jnp.sqrt(jnp.concatenate([upper, jnp.zeros_like(rest)[..., None]], -1)
-                    + rest[..., None])
+    tail = jnp.sqrt(jnp.concatenate([upper, jnp.zeros_like(rest)[..., None]], -1) + rest[..., None])
     qerr = jnp.sqrt(jnp.sum((coef - low) ** 2, -1))
     return HermiteExpansion(coef, tail, jnp.sqrt(energy), qerr)
 
@@ -193,8 +208,14 @@ def _first_below(values: np.ndarray, bound: float) -> int | None:
 
 
 def hermite_expansion(
-    f: Fn, s: ArrayLike, m: ArrayLike = 0.0, *, kinks: tuple[float, ...] = (),
-    order: int | None = None, complete: bool = False, tol: float = 1e-10,
+    f: Fn,
+    s: ArrayLike,
+    m: ArrayLike = 0.0,
+    *,
+    kinks: tuple[float, ...] = (),
+    order: int | None = None,
+    complete: bool = False,
+    tol: float = 1e-10,
 ) -> HermiteExpansion:
     """Hermite coefficients of f(m + sqrt(s) z) for each entry of s (and m).
 
@@ -215,10 +236,14 @@ def hermite_expansion(
     tol = effective_tol(tol, dtype)
     for terms, panels in STAGES:
         terms = order or terms
-        tables = None if kinks else tuple(_table(terms, panels, k, dtype.name)
-                                          for k in (NODES, NODES - NODES // 3))
-        exp = _expansion(f, s, m, tables, kinks=kinks, terms=terms, panels=panels, n=NODES,
-                         complete=complete)
+        tables = (
+            None
+            if kinks
+            else tuple(_table(terms, panels, k, dtype.name) for k in (NODES, NODES - NODES // 3))
+        )
+        exp = _expansion(
+            f, s, m, tables, kinks=kinks, terms=terms, panels=panels, n=NODES, complete=complete
+        )
         if is_traced(s, m):
             return exp
         if float(jnp.max(safe_div(exp.qerr, exp.norm), initial=0.0)) > tol / 4:
@@ -229,8 +254,14 @@ def hermite_expansion(
 
 
 @jax.jit
-def _mehler(a: HermiteExpansion, b: HermiteExpansion, s11: jax.Array, s12: jax.Array,
-            s22: jax.Array, terms: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _mehler(
+    a: HermiteExpansion,
+    b: HermiteExpansion,
+    s11: jax.Array,
+    s12: jax.Array,
+    s22: jax.Array,
+    terms: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
     c = jnp.clip(safe_div(s12, safe_sqrt(s11 * s22)), -1, 1)  # zero variance: c^0 = 1 only
     shape = jnp.broadcast_shapes(c.shape, a.norm.shape, b.norm.shape)
     c = jnp.broadcast_to(c, shape)
@@ -240,20 +271,33 @@ def _mehler(a: HermiteExpansion, b: HermiteExpansion, s11: jax.Array, s12: jax.A
 
     def step(i: jax.Array, acc: jax.Array) -> jax.Array:  # Horner, from the last term down
         k = terms - 1 - i
-        return acc * c + (lax.dynamic_index_in_dim(at, k, 0, keepdims=False)
-                          * lax.dynamic_index_in_dim(bt, k, 0, keepdims=False))
+        return acc * c + (
+            lax.dynamic_index_in_dim(at, k, 0, keepdims=False)
+            * lax.dynamic_index_in_dim(bt, k, 0, keepdims=False)
+        )
 
     # A traced number of terms: one compilation per shape, whatever the tails ask for.
     value = lax.fori_loop(0, terms, step, jnp.zeros(shape, c.dtype))
     eps = float(jnp.finfo(c.dtype).eps)
     tails = [lax.dynamic_index_in_dim(e.tail, terms, axis=-1, keepdims=False) for e in (a, b)]
-    error = (tails[0] * tails[1] + a.qerr * b.norm + b.qerr * a.norm
-             + 4 * (terms + 1) * eps * a.norm * b.norm)
+    error = (
+        tails[0] * tails[1]
+        + a.qerr * b.norm
+        + b.qerr * a.norm
+        + 4 * (terms + 1) * eps * a.norm * b.norm
+    )
     return value, jnp.broadcast_to(error, shape)
 
 
-def mehler_pair(a: HermiteExpansion, b: HermiteExpansion, s11: ArrayLike, s12: ArrayLike,
-                s22: ArrayLike, *, tol: float = 1e-10) -> MehlerEstimate:
+def mehler_pair(
+    a: HermiteExpansion,
+    b: HermiteExpansion,
+    s11: ArrayLike,
+    s12: ArrayLike,
+    s22: ArrayLike,
+    *,
+    tol: float = 1e-10,
+) -> MehlerEstimate:
     """E[f(u) g(v)] = Σ_k a_k b_k c^k, c = s12 / sqrt(s11 s22), from the expansions of f (at u's
     mean and variance) and g; arguments broadcast like kernel grids ((N1, 1), (N1, N2), (1, N2)).
     Sums the fewest terms whose tail bound is <= tol/2 relative to ||f|| ||g||."""

@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from tpcompile.runtime.quadrature import (
+from tpcompile.runtime.basics import (
     HIGHEST,
     Estimate,
     chunk_size,
     float_dtype,
     hermite_rule,
-    safe_sqrt,
 )
+from tpcompile.runtime.guards import safe_sqrt
 
 ArrayLike = jax.typing.ArrayLike
 Fn = Callable[..., jax.Array]
@@ -75,8 +75,10 @@ def _tensor_value(h: Fn, root: jax.Array, mean: jax.Array, degree: int) -> jax.A
         x = mean[..., None, :] + jnp.einsum("...ij,pj->...pi", root, zc, precision=HIGHEST)
         return acc + jnp.sum(wc * jnp.broadcast_to(h(x), batch + wc.shape), -1), None
 
-    xs = (jnp.asarray(zs.reshape(count, size, -1), root.dtype),
-          jnp.asarray(ws.reshape(count, size), root.dtype))
+    xs = (
+        jnp.asarray(zs.reshape(count, size, -1), root.dtype),
+        jnp.asarray(ws.reshape(count, size), root.dtype),
+    )
     out, _ = lax.scan(step, jnp.zeros(batch, root.dtype), xs)
     return out
 
@@ -95,8 +97,9 @@ def joint_covariance(cov_ll: jax.Array, cov_lr: jax.Array, cov_rr: jax.Array) ->
     ll = jnp.broadcast_to(cov_ll, batch + (k, k))
     lr = jnp.broadcast_to(cov_lr, batch + (k, m))
     rr = jnp.broadcast_to(cov_rr, batch + (m, m))
-    return jnp.concatenate([jnp.concatenate([ll, lr], -1),
-                            jnp.concatenate([jnp.swapaxes(lr, -1, -2), rr], -1)], -2)
+    return jnp.concatenate(
+        [jnp.concatenate([ll, lr], -1), jnp.concatenate([jnp.swapaxes(lr, -1, -2), rr], -1)], -2
+    )
 
 
 def product_integrand(f: Fn, g: Fn, k: int, m: int) -> Fn:
@@ -109,13 +112,26 @@ def product_integrand(f: Fn, g: Fn, k: int, m: int) -> Fn:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), static_argnames=("degree",))
-def tensor_pair(f: Fn, g: Fn, cov_ll: jax.Array, cov_lr: jax.Array, cov_rr: jax.Array,
-                mean_l: jax.Array, mean_r: jax.Array, *, degree: int = 16) -> Estimate:
+def tensor_pair(
+    f: Fn,
+    g: Fn,
+    cov_ll: jax.Array,
+    cov_lr: jax.Array,
+    cov_rr: jax.Array,
+    mean_l: jax.Array,
+    mean_r: jax.Array,
+    *,
+    degree: int = 16,
+) -> Estimate:
     """E[f(a) g(b)], (a, b) in R^k x R^m jointly normal, k + m <= 4, f and g smooth: degree^(k+m)
     Gauss-Hermite nodes per entry. Arguments as for `mc_pair`."""
     k, m = cov_ll.shape[-1], cov_rr.shape[-1]
-    mean = jnp.concatenate(jnp.broadcast_arrays(jnp.asarray(mean_l, cov_ll.dtype)[..., :k],
-                                                jnp.asarray(mean_r, cov_ll.dtype)[..., :m]), -1)
+    mean = jnp.concatenate(
+        jnp.broadcast_arrays(
+            jnp.asarray(mean_l, cov_ll.dtype)[..., :k], jnp.asarray(mean_r, cov_ll.dtype)[..., :m]
+        ),
+        -1,
+    )
     root = psd_sqrt(joint_covariance(cov_ll, cov_lr, cov_rr))
     return tensor_estimate(product_integrand(f, g, k, m), root, mean, degree)
 
@@ -124,8 +140,12 @@ def tensor_pair(f: Fn, g: Fn, cov_ll: jax.Array, cov_lr: jax.Array, cov_rr: jax.
 def tensor_mean(f: Fn, cov: jax.Array, mean: jax.Array, *, degree: int = 16) -> Estimate:
     """E[f(a)], a ~ N(mean, cov) in R^k, k <= 4, f smooth."""
     k = cov.shape[-1]
-    return tensor_estimate(lambda x: f(*[x[..., i] for i in range(k)]), psd_sqrt(cov),
-                           jnp.asarray(mean, cov.dtype), degree)
+    return tensor_estimate(
+        lambda x: f(*[x[..., i] for i in range(k)]),
+        psd_sqrt(cov),
+        jnp.asarray(mean, cov.dtype),
+        degree,
+    )
 
 
 # ---- Monte Carlo ---------------------------------------------------------------------------------

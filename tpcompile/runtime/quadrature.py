@@ -31,13 +31,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from numpy.polynomial.hermite_e import hermegauss
+
+from tpcompile.runtime.basics import (
+    Estimate,
+    check_degree,
+    chunk_size,
+    float_dtype,
+    hermite_rule,
+    legendre,
+)
+from tpcompile.runtime.guards import safe_div, safe_sqrt
 
 ArrayLike = jax.typing.ArrayLike
 Fn = Callable[..., jax.Array]
@@ -45,75 +53,6 @@ Fn = Callable[..., jax.Array]
 SPAN = 10.0  # split rules: |z| <= 10 holds all but 1.5e-23 of the standard normal mass
 PANEL_SPAN = 13.0  # panel rules also integrate f·He_k: e^{-z^2/4} (not /2) must be negligible
 PANELS = 28  # panel width < 1: tanh-like poles at distance pi/(2 sd) stay far in panel units
-_CHUNK_ELEMENTS = 1 << 22  # elements per scan step of a node chunk (x8 bytes in float64)
-
-# Contractions must not run in TF32 on GPUs (JAX's default float32 matmul precision there).
-HIGHEST = lax.Precision.HIGHEST
-
-
-class Estimate(NamedTuple):
-    """A numerical expectation and its error: an estimated bound, or a standard error (MC)."""
-
-    value: jax.Array
-    error: jax.Array
-
-
-def float_dtype(*xs: ArrayLike) -> np.dtype:
-    """The promotion of the (co)variance arguments; the weak 1.0 turns ints into floats."""
-    return jnp.result_type(*xs, 1.0)
-
-
-def safe_sqrt(x: jax.Array) -> jax.Array:
-    """sqrt(max(x, 0)) with finite value and gradient at x <= 0 (zero or -1e-17 variances)."""
-    pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1)), 0)
-
-
-def safe_div(x: jax.Array, y: jax.Array) -> jax.Array:
-    """x / y, and 0 where y == 0 (a zero variance: the quantity it scales is 0 too)."""
-    nz = y != 0
-    return jnp.where(nz, x / jnp.where(nz, y, 1), 0)
-
-
-def is_traced(*xs: object) -> bool:
-    """True under jit/vmap/grad: adaptive choices (sizes from data) are then impossible."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
-
-
-def chunk_size(batch: int, limit: int = 4096) -> int:
-    """Nodes per scan step so that batch x chunk stays below `_CHUNK_ELEMENTS`."""
-    return int(max(8, min(limit, _CHUNK_ELEMENTS // max(batch, 1))))
-
-
-def _check_degree(n: object) -> int:
-    if not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"degree must be a positive int, got {n!r}")
-    return int(n)
-
-
-@functools.cache
-def legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.legendre.leggauss(_check_degree(n))
-
-
-@functools.cache
-def hermite_rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss-Hermite nodes and weights normalised to sum 1: E[h(z)] ~ Σ w_i h(z_i).
-
-    numpy's rule is accurate to ~1e-15 up to degree 150 but fails (NaN) near 400; above 150 the
-    Golub-Welsch eigenvalue method takes over (weights accurate to ~1e-16 absolute, which is all
-    a quadrature sum needs). Nodes whose weight underflows are dropped, since 0 * f(z_i) is NaN
-    where f overflows (exp of a large argument)."""
-    n = _check_degree(degree)
-    if n <= 150:
-        z, w = hermegauss(n)
-    else:  # Jacobi matrix of the probabilists' Hermite recurrence: off-diagonal sqrt(k)
-        z, vec = np.linalg.eigh(np.diag(np.sqrt(np.arange(1.0, n)), 1)
-                                + np.diag(np.sqrt(np.arange(1.0, n)), -1))
-        w = vec[0] ** 2
-    w = w / w.sum()
-    keep = w > np.finfo(np.float32).tiny
-    return z[keep], w[keep]
 
 
 def standard_cuts(kinks: Sequence[float], mean: jax.Array, scale: jax.Array) -> jax.Array:
@@ -159,8 +98,9 @@ def panel_rule(
     return piece_nodes(mid, half, n, cuts.dtype)
 
 
-def _mean_core(f: Fn, s: jax.Array, m: jax.Array, kinks: tuple[float, ...], panels: int,
-               n: int) -> jax.Array:
+def _mean_core(
+    f: Fn, s: jax.Array, m: jax.Array, kinks: tuple[float, ...], panels: int, n: int
+) -> jax.Array:
     sd = safe_sqrt(s)
     z, w = panel_rule(kinks, m, sd, panels, n)
     fu = jnp.broadcast_to(jnp.asarray(f(m[..., None] + sd[..., None] * z), s.dtype), z.shape)
@@ -168,8 +108,9 @@ def _mean_core(f: Fn, s: jax.Array, m: jax.Array, kinks: tuple[float, ...], pane
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("kinks", "panels", "n"))
-def _quad_mean(f: Fn, s: jax.Array, m: jax.Array, *, kinks: tuple[float, ...], panels: int,
-               n: int) -> Estimate:
+def _quad_mean(
+    f: Fn, s: jax.Array, m: jax.Array, *, kinks: tuple[float, ...], panels: int, n: int
+) -> Estimate:
     fine = _mean_core(f, s, m, kinks, panels, n)
     return Estimate(fine, jnp.abs(fine - _mean_core(f, s, m, kinks, panels, n - n // 3)))
 
@@ -200,7 +141,13 @@ def _cholesky(s11: jax.Array, s12: jax.Array, s22: jax.Array) -> tuple[jax.Array
 
 
 def _pair_core(
-    f: Fn, g: Fn, s11: jax.Array, s12: jax.Array, s22: jax.Array, m1: jax.Array, m2: jax.Array,
+    f: Fn,
+    g: Fn,
+    s11: jax.Array,
+    s12: jax.Array,
+    s22: jax.Array,
+    m1: jax.Array,
+    m2: jax.Array,
     outer: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
     inner: Callable[[Fn, jax.Array, jax.Array], jax.Array],
 ) -> jax.Array:
@@ -256,8 +203,9 @@ def _axis_cuts(kinks: tuple[float, ...], mean: jax.Array, scale: jax.Array) -> j
     return jnp.zeros(shape + (1,), jnp.result_type(mean, scale))
 
 
-def _split_inner(kinks: tuple[float, ...], n: int) -> Callable[[Fn, jax.Array, jax.Array],
-                                                               jax.Array]:
+def _split_inner(
+    kinks: tuple[float, ...], n: int
+) -> Callable[[Fn, jax.Array, jax.Array], jax.Array]:
     """E[g(v0 + l22 z2)] with z2 cut where v crosses a kink of g: pieces of n Gauss-Legendre
     nodes each, scanned one node index at a time over all pieces."""
 
@@ -278,8 +226,14 @@ def _split_inner(kinks: tuple[float, ...], n: int) -> Callable[[Fn, jax.Array, j
     return inner
 
 
-def _split_value(f: Fn, g: Fn, args: tuple[jax.Array, ...], kinks_f: tuple[float, ...],
-                 kinks_g: tuple[float, ...], n: int) -> jax.Array:
+def _split_value(
+    f: Fn,
+    g: Fn,
+    args: tuple[jax.Array, ...],
+    kinks_f: tuple[float, ...],
+    kinks_g: tuple[float, ...],
+    n: int,
+) -> jax.Array:
     def outer(m1: jax.Array, l11: jax.Array) -> tuple[jax.Array, jax.Array]:
         mid, half = pieces(_axis_cuts(kinks_f, m1, l11), SPAN, 1)
         return piece_nodes(mid, half, n, l11.dtype)
@@ -287,10 +241,18 @@ def _split_value(f: Fn, g: Fn, args: tuple[jax.Array, ...], kinks_f: tuple[float
     return _pair_core(f, g, *args, outer, _split_inner(kinks_g, n))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1),
-                   static_argnames=("kinks_f", "kinks_g", "degree", "estimate"))
-def _split_pair(f: Fn, g: Fn, *args: jax.Array, kinks_f: tuple[float, ...],
-                kinks_g: tuple[float, ...], degree: int, estimate: bool) -> Estimate:
+@functools.partial(
+    jax.jit, static_argnums=(0, 1), static_argnames=("kinks_f", "kinks_g", "degree", "estimate")
+)
+def _split_pair(
+    f: Fn,
+    g: Fn,
+    *args: jax.Array,
+    kinks_f: tuple[float, ...],
+    kinks_g: tuple[float, ...],
+    degree: int,
+    estimate: bool,
+) -> Estimate:
     fine = _split_value(f, g, args, kinks_f, kinks_g, degree)
     if not estimate:
         return Estimate(fine, jnp.full(fine.shape, jnp.nan, fine.dtype))
@@ -304,9 +266,18 @@ def _pair_args(*xs: ArrayLike) -> tuple[jax.Array, ...]:
 
 
 def split_pair(
-    f: Fn, g: Fn, s11: ArrayLike, s12: ArrayLike, s22: ArrayLike, m1: ArrayLike = 0.0,
-    m2: ArrayLike = 0.0, *, kinks_f: tuple[float, ...] = (0.0,),
-    kinks_g: tuple[float, ...] = (0.0,), degree: int = 64, estimate: bool = True,
+    f: Fn,
+    g: Fn,
+    s11: ArrayLike,
+    s12: ArrayLike,
+    s22: ArrayLike,
+    m1: ArrayLike = 0.0,
+    m2: ArrayLike = 0.0,
+    *,
+    kinks_f: tuple[float, ...] = (0.0,),
+    kinks_g: tuple[float, ...] = (0.0,),
+    degree: int = 64,
+    estimate: bool = True,
 ) -> Estimate:
     """E[f(u) g(v)], (u, v) ~ N((m1, m2), [[s11, s12], [s12, s22]]) elementwise (broadcasting, e.g.
     (N1, 1), (N1, N2), (1, N2) -> (N1, N2)), for f and g smooth between their kinks.
@@ -316,10 +287,15 @@ def split_pair(
     ((kinks + 1) degree)^2 evaluations of g per entry (1.56x with the estimate at 3/4 the degree).
     Accuracy: ~1e-13 relative at degree 64 for relu·erf and tanh-like pieces at unit variance;
     the estimate says when it is not."""
-    return _split_pair(f, g, *_pair_args(s11, s12, s22, m1, m2),
-                       kinks_f=tuple(float(k) for k in kinks_f),
-                       kinks_g=tuple(float(k) for k in kinks_g), degree=_check_degree(degree),
-                       estimate=estimate)
+    return _split_pair(
+        f,
+        g,
+        *_pair_args(s11, s12, s22, m1, m2),
+        kinks_f=tuple(float(k) for k in kinks_f),
+        kinks_g=tuple(float(k) for k in kinks_g),
+        degree=check_degree(degree),
+        estimate=estimate,
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), static_argnames=("degree",))
@@ -327,21 +303,30 @@ def _hermite_pair(f: Fn, g: Fn, *args: jax.Array, degree: int) -> Estimate:
     z, w = hermite_rule(degree)
 
     def outer(m1: jax.Array, l11: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return (jnp.broadcast_to(jnp.asarray(z, l11.dtype), l11.shape + z.shape),
-                jnp.broadcast_to(jnp.asarray(w, l11.dtype), l11.shape + z.shape))
+        return (
+            jnp.broadcast_to(jnp.asarray(z, l11.dtype), l11.shape + z.shape),
+            jnp.broadcast_to(jnp.asarray(w, l11.dtype), l11.shape + z.shape),
+        )
 
     value = _pair_core(f, g, *args, outer, _fixed_inner(z, w))
     return Estimate(value, jnp.full(value.shape, jnp.nan, value.dtype))
 
 
 def hermite_pair(
-    f: Fn, g: Fn, s11: ArrayLike, s12: ArrayLike, s22: ArrayLike, m1: ArrayLike = 0.0,
-    m2: ArrayLike = 0.0, *, degree: int = 96,
+    f: Fn,
+    g: Fn,
+    s11: ArrayLike,
+    s12: ArrayLike,
+    s22: ArrayLike,
+    m1: ArrayLike = 0.0,
+    m2: ArrayLike = 0.0,
+    *,
+    degree: int = 96,
 ) -> Estimate:
     """E[f(u) g(v)] by degree x degree Gauss-Hermite in Cholesky form (THEORY §6.1): the reference
     rule of the tests and the benchmark. Spectral for entire f, g; slow for tanh-like functions at
     large variance and ~1/degree across kinks. The error is not estimated (NaN)."""
-    return _hermite_pair(f, g, *_pair_args(s11, s12, s22, m1, m2), degree=_check_degree(degree))
+    return _hermite_pair(f, g, *_pair_args(s11, s12, s22, m1, m2), degree=check_degree(degree))
 
 
 # ---- array conveniences (tests, notebooks) ------------------------------------------------------
@@ -352,7 +337,16 @@ def gauss_mean(f: Fn, s: ArrayLike, m: ArrayLike = 0.0) -> jax.Array:
     return quad_mean(f, s, m, kinks=(0.0,)).value
 
 
-def gauss_pair(f: Fn, g: Fn, s11: ArrayLike, s12: ArrayLike, s22: ArrayLike, m1: ArrayLike = 0.0,
-               m2: ArrayLike = 0.0, *, degree: int = 64) -> jax.Array:
+def gauss_pair(
+    f: Fn,
+    g: Fn,
+    s11: ArrayLike,
+    s12: ArrayLike,
+    s22: ArrayLike,
+    m1: ArrayLike = 0.0,
+    m2: ArrayLike = 0.0,
+    *,
+    degree: int = 64,
+) -> jax.Array:
     """E[f(u) g(v)] as an array: the split rule cut at u = 0 and v = 0, without an estimate."""
     return split_pair(f, g, s11, s12, s22, m1, m2, degree=degree, estimate=False).value
