@@ -4,8 +4,9 @@ Pipeline, one folder per stage: `lang/` (text -> IR) -> `ir/` -> `kernels/` (the
 Theorem) -> `codegen/` (a JAX module) -> `runtime/` (what that module imports); `finite/` builds
 the same IR as a finite network. Start with `tpcompile.compile(source)`.
 
-Importing tpcompile does not import JAX: the front end (`load_program`, `tpcompile check`) runs
-without it, and `compile`/`Compiled` load the kernel compiler on first use.
+Importing tpcompile imports nothing heavy: `load_program` loads the front end (sympy, lark) and
+`compile`/`Compiled` the kernel compiler (JAX) on first use; the front end and `tpcompile check`
+never import JAX.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from tpcompile.errors import TPError
-from tpcompile.lang.frontend import load_program
 
 __all__ = ["Compiled", "TPError", "compile", "load_program"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    # Loaded on first use: the front end needs sympy and lark, the kernel compiler JAX.
+    if name == "load_program":
+        from tpcompile.lang.frontend import load_program
+
+        return load_program
     if name in ("compile", "Compiled"):
         from tpcompile import api
 
