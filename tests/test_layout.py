@@ -273,6 +273,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "tpcompile.prims": UPPER,
     "tpcompile.kernels": UPPER,
     "tpcompile.runtime": ("sympy", "tpcompile.kernels"),
+    # built on kernel_fn's call shape only (DESIGN §5)
+    "tpcompile.predict": (*LOWER, *UPPER, "tpcompile.runtime", "sklearn"),
 }
 
 

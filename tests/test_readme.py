@@ -23,9 +23,10 @@ def fenced_blocks() -> list[tuple[str, str]]:
 
 
 def python_snippet() -> str:
+    """The README's ```python blocks, in order: each continues the one before."""
     blocks = [body for info, body in fenced_blocks() if info == "python"]
-    assert len(blocks) == 1, f"expected one ```python block in README.md, found {len(blocks)}"
-    return blocks[0]
+    assert blocks, "expected ```python blocks in README.md"
+    return "\n".join(blocks)
 
 
 def shell_commands() -> list[str]:
@@ -56,6 +57,10 @@ def test_readme_python_snippet_runs(monkeypatch: pytest.MonkeyPatch, capsys) -> 
     # the snippet's `params={"L": 5}` reached the program: five layers, not the file's L = 3
     assert c.ir.params["L"] == 5 and len(c.ir.weights) == 5  # U and W[2..5]
     assert capsys.readouterr().out == c.source + "\n"  # print(c.source): the generated module
+    # the prediction block: an ensemble mean on the 5 test points, a fitted classifier
+    assert namespace["mean"].shape == (5, 1) and np.all(np.isfinite(namespace["mean"]))
+    clf, x_train, y_train = namespace["clf"], namespace["x_train"], namespace["y_train"]
+    assert (clf.predict(x_train) == (y_train[:, 0] > 0)).all()  # t = ∞ fits the training set
 
 
 def test_readme_shell_commands_install_and_test() -> None:

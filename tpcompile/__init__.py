@@ -15,7 +15,7 @@ from typing import Any
 
 from tpcompile.errors import TPError
 
-__all__ = ["Compiled", "TPError", "compile", "load_program"]
+__all__ = ["Compiled", "TPError", "compile", "load_program", "predict"]
 __version__ = "0.1.0"
 
 
@@ -29,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from tpcompile import api
 
         return getattr(api, name)
+    if name == "predict":  # `tpcompile.predict.gp_inference(...)` after `import tpcompile`
+        import importlib
+
+        return importlib.import_module("tpcompile.predict")
     raise AttributeError(f"module 'tpcompile' has no attribute {name!r}")

@@ -6,6 +6,7 @@
     tpcompile show FILE              print the derived kernel recursion as mathematics
     tpcompile kernel FILE --x A.npy [--x2 B.npy] -o K.npz
     tpcompile verify FILE            empirical NTK of finite networks vs the infinite-width kernel
+    tpcompile predict FILE --train X.npy --y y.npy [--test Xt.npy] [--t 1,10,inf] -o P.npz
 
 Where this sits: on top of everything, and the error boundary. Exit codes: 0 success, 1 a mistake
 in the program or inputs (a `file:line:col: error:` message), 2 a bad command line, 3 an internal
@@ -176,6 +177,61 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_times(text: str) -> list[float]:
+    """--t: comma-separated training times; `inf` is the end of training (kernel regression)."""
+    try:
+        times = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise TPError(
+            f"--t expects comma-separated times, got `{text}`", hint="e.g. --t 1,10,100,inf"
+        ) from None
+    if not times or any(not (t >= 0) for t in times):
+        raise TPError(f"--t needs times >= 0, got `{text}`", hint="e.g. --t 1,10,100,inf")
+    return times
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tpcompile import predict
+
+    times = parse_times(args.t)
+    x_train = load_array(args.train, "--train")  # files first: fail before compiling
+    y_train = load_array(args.y, "--y")
+    x_test = load_array(args.test, "--test") if args.test else None
+    with precision(not args.float32):
+        compiled = compile_file(args)
+        ensemble = predict.gradient_descent_mse_ensemble(
+            compiled.kernel_fn, x_train, y_train, diag_reg=args.diag_reg
+        )
+        result = ensemble(t=np.asarray(times), x_test=x_test, get=args.kernel, compute_cov=args.cov)
+        mean = np.asarray(result.mean if args.cov else result, dtype=np.float64)
+        cov = np.asarray(result.covariance, dtype=np.float64) if args.cov else None
+    where = args.test or "the training inputs"
+    print(
+        f"# {args.file}: {args.kernel.upper()} ensemble trained on {args.train} "
+        f"({len(x_train)} points), predicted on {where}"
+    )
+    print(f"{'t':>10}  {'mean of predictions':>20}  {'mean |f - y|' if x_test is None else '':>14}")
+    for i, t in enumerate(times):
+        fit = (
+            f"{np.mean(np.abs(mean[i] - y_train.reshape(mean[i].shape))):14.6g}"
+            if (x_test is None)
+            else ""
+        )
+        print(f"{t:10g}  {np.mean(mean[i]):20.6g}  {fit}")
+    if args.output:
+        arrays = {"t": np.asarray(times), "mean": mean}
+        if cov is not None:
+            arrays["covariance"] = cov
+        np.savez(args.output, **arrays)
+        print(
+            f"wrote {args.output}: mean of shape {mean.shape}"
+            + ("" if cov is None else f", covariance of shape {cov.shape}")
+        )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check,
     "ir": cmd_ir,
@@ -183,6 +239,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": cmd_show,
     "kernel": cmd_kernel,
     "verify": cmd_verify,
+    "predict": cmd_predict,
 }
 
 
@@ -246,6 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x2", help="second batch (default: x with itself)")
     p.add_argument("--plot", metavar="OUT.png", help="log-log plot of error vs width")
     p.add_argument("--float32", action="store_true", help="finite networks in float32")
+    p = sub.add_parser(
+        "predict",
+        parents=[common, numeric],
+        help="mean (and covariance) of infinitely wide networks trained by gradient flow",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--train", required=True, help=".npy training inputs (N, d) or (N, T, d)")
+    p.add_argument("--y", required=True, help=".npy training targets (N,) or (N, k)")
+    p.add_argument("--test", help=".npy test inputs (default: the training inputs)")
+    p.add_argument("--t", default="inf", help="training times, e.g. 1,10,inf (default: inf)")
+    p.add_argument(
+        "--kernel",
+        choices=("ntk", "nngp"),
+        default="ntk",
+        help="ntk: train every weight; nngp: train the readout only",
+    )
+    p.add_argument(
+        "--diag-reg",
+        type=float,
+        default=0.0,
+        help="add diag_reg * trace(K)/N to the diagonal (default 0)",
+    )
+    p.add_argument("--cov", action="store_true", help="also the covariance over initialisations")
+    p.add_argument("-o", "--output", help="write t, mean (and covariance) to this .npz file")
     return parser
 
 
