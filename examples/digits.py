@@ -1,7 +1,7 @@
 """Infinite-width kernels against finite networks on two scikit-learn data sets (no downloads).
 
 Table 1, sklearn digits (1797 8×8 images, 10 classes; pixels / 16; train_test_split(test_size=0.3,
-random_state=0): 1257 train, 540 test). For an MLP and a ResNet written as `.tp` programs below:
+random_state=0): 1257 train, 540 test). For examples/mlp.tp and examples/resnet.tp:
 
 * kernel rows: `tpcompile.sklearn.NTKClassifier` with kernel="ntk" and "nngp" at t = ∞ — the
   mean prediction of the infinitely wide network trained by gradient flow on the centred one-hot
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -38,32 +39,9 @@ jax.config.update("jax_enable_x64", True)
 import tpcompile  # noqa: E402
 from tpcompile.sklearn import NTKClassifier  # noqa: E402
 
-MLP = """
-param L = 3
-input x
-weight U ~ N(0, 2.0)
-weight W[2..L] ~ N(0, 2.0)
-bias b[1..L] ~ N(0, 0.1)
-h[1] = U @ x + b[1]
-for l in 2..L {
-    h[l] = W[l] @ relu(h[l-1]) + b[l]
-}
-output relu(h[L])
-"""
-
-RESNET = """
-param L = 4
-param alpha = 0.7
-input x
-weight U ~ N(0, 1.0)
-weight W[1..L] ~ N(0, 2.0)
-bias b ~ N(0, 0.05)
-h[0] = U @ x + b
-for l in 1..L {
-    h[l] = h[l-1] + alpha * (W[l] @ relu(h[l-1]))
-}
-output relu(h[L])
-"""
+EXAMPLES = Path(__file__).resolve().parent
+MLP = (EXAMPLES / "mlp.tp").read_text()  # depth 3, relu (its default params)
+RESNET = (EXAMPLES / "resnet.tp").read_text()  # 4 residual blocks, alpha = 0.7
 
 PROGRAMS = {"MLP (depth 3, relu)": MLP, "ResNet (4 blocks)": RESNET}
 QUICK = bool(os.environ.get("TPCOMPILE_EXAMPLE_QUICK"))

@@ -1,15 +1,15 @@
 """Training dynamics predicted from the NTK against a wide finite network trained by gradient
 descent, on the scikit-learn diabetes regression data (442 patients, 10 features; no downloads).
 
-A depth-2 ReLU MLP (`.tp` program below) at width 1024 (`Compiled.finite`, NTK parameterization)
-is trained by full-batch gradient descent on ½·mean((f − y)²) — neural-tangents' loss — over 80
-training points (features and target standardised). `tpcompile.predict.gradient_descent_mse`,
-given the infinite-width NTK and the finite network's own outputs at initialisation, predicts
-f(t) at every step for the training points and 100 test points. The plot (docs/dynamics.png)
-shows predicted and actual trajectories of a few points and the train / test loss; the first
-table the largest deviation |predicted − actual| over all train / test points at a few steps, the
-second the test R² of the finite network, of its prediction, and of the kernel estimators
-`tpcompile.sklearn.NTKRegressor` / `NNGPRegressor` (the infinite ensemble's mean).
+A depth-2 ReLU MLP (examples/mlp.tp with L = 2) at width 1024 (`Compiled.finite`, NTK
+parameterization) is trained by full-batch gradient descent on ½·mean((f − y)²) — neural-tangents'
+loss — over 80 training points (features and target standardised).
+`tpcompile.predict.gradient_descent_mse`, given the infinite-width NTK and the finite network's own
+outputs at initialisation, predicts f(t) at every step for the training points and 100 test points.
+The plot (docs/dynamics.png) shows predicted and actual trajectories of a few points and the train /
+test loss; the first table the largest deviation |predicted − actual| over all train / test points
+at a few steps, the second the test R² of the finite network, of its prediction, and of the kernel
+estimators `tpcompile.sklearn.NTKRegressor` / `NNGPRegressor` (the infinite ensemble's mean).
 
 Runs in about a minute on 2 cores (TPCOMPILE_EXAMPLE_QUICK=1: width 256, 200 steps, ~20 s).
 Usage: python examples/dynamics.py [--out docs/dynamics.png]
@@ -32,18 +32,8 @@ import tpcompile  # noqa: E402
 import tpcompile.predict  # noqa: E402
 from tpcompile.sklearn import NNGPRegressor, NTKRegressor  # noqa: E402
 
-MLP = """
-param L = 2
-input x
-weight U ~ N(0, 2.0)
-weight W[2..L] ~ N(0, 2.0)
-bias b[1..L] ~ N(0, 0.1)
-h[1] = U @ x + b[1]
-for l in 2..L {
-    h[l] = W[l] @ relu(h[l-1]) + b[l]
-}
-output relu(h[L])
-"""
+MLP = (Path(__file__).resolve().parent / "mlp.tp").read_text()
+PARAMS = {"L": 2}  # depth 2
 
 QUICK = bool(os.environ.get("TPCOMPILE_EXAMPLE_QUICK"))
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "dynamics.png"
@@ -70,7 +60,7 @@ def main() -> None:
     width, steps = (256, 200) if QUICK else (1024, 2000)
 
     t0 = time.perf_counter()
-    compiled = tpcompile.compile(MLP)
+    compiled = tpcompile.compile(MLP, params=PARAMS)
     k_dd = compiled.kernel_fn(x_tr, None, "ntk")
     k_td = compiled.kernel_fn(x_te, x_tr, "ntk")
     # Learning rate: a fifth of the stability limit 2m/λ_max of the linearised dynamics
@@ -130,12 +120,12 @@ def main() -> None:
     # Interpolating 80 noisy targets overfits (see the test loss in the plot): early stopping or
     # a ridge (diag_reg, relative to the mean diagonal) does better.
     estimators = [
-        ("NTKRegressor, t = ∞", NTKRegressor(MLP)),
-        ("NNGPRegressor, t = ∞", NNGPRegressor(MLP)),
-        (f"NTKRegressor, t = {steps} steps", NTKRegressor(MLP, t=steps * lr)),
-        ("NTKRegressor, t = 20 steps (early stop)", NTKRegressor(MLP, t=20 * lr)),
-        ("NTKRegressor, t = ∞, diag_reg = 1", NTKRegressor(MLP, diag_reg=1.0)),
-        ("NNGPRegressor, t = ∞, diag_reg = 1", NNGPRegressor(MLP, diag_reg=1.0)),
+        ("NTKRegressor, t = ∞", NTKRegressor(MLP, params=PARAMS)),
+        ("NNGPRegressor, t = ∞", NNGPRegressor(MLP, params=PARAMS)),
+        (f"NTKRegressor, t = {steps} steps", NTKRegressor(MLP, params=PARAMS, t=steps * lr)),
+        ("NTKRegressor, t = 20 steps (early stop)", NTKRegressor(MLP, params=PARAMS, t=20 * lr)),
+        ("NTKRegressor, t = ∞, diag_reg = 1", NTKRegressor(MLP, params=PARAMS, diag_reg=1.0)),
+        ("NNGPRegressor, t = ∞, diag_reg = 1", NNGPRegressor(MLP, params=PARAMS, diag_reg=1.0)),
     ]
     for label, est in estimators:
         rows.append((label, r2(y_te, est.fit(x_tr, y_tr).predict(x_te))))

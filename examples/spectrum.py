@@ -1,6 +1,6 @@
 """NTK eigenvalue spectra and condition numbers against depth, on 200 scikit-learn digits.
 
-For a ReLU MLP, an erf MLP and a ReLU ResNet (`.tp` programs below) of depth 1..20, computes the
+For a ReLU MLP, an erf MLP (a template below) and examples/resnet.tp of depth 1..20, computes the
 200 × 200 NTK of 200 digits images (pixels / 16, no downloads) with `kernel_fn`, its eigenvalues
 and its condition number λ_max / λ_min. The condition number sets how long gradient descent
 takes to fit the smallest eigendirection (time ∝ cond, `tpcompile.predict.gradient_descent_mse`)
@@ -43,19 +43,7 @@ for l in 2..L {{
 output {phi}(h[L])
 """
 
-RESNET = """
-param L = 4
-param alpha = 0.7
-input x
-weight U ~ N(0, 1.0)
-weight W[1..L] ~ N(0, 2.0)
-bias b ~ N(0, 0.05)
-h[0] = U @ x + b
-for l in 1..L {
-    h[l] = h[l-1] + alpha * (W[l] @ relu(h[l-1]))
-}
-output relu(h[L])
-"""
+RESNET = (Path(__file__).resolve().parent / "resnet.tp").read_text()  # alpha = 0.7
 
 PROGRAMS = {
     "ReLU MLP": MLP.format(phi="relu", sw2="2.0"),

@@ -11,6 +11,7 @@ the covariance of a linear map of the Gaussian prior (f_test(0), f_train(0)) ~ N
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,18 +19,7 @@ import scipy.linalg
 
 import tpcompile
 
-MLP = """
-param L = 2
-input x
-weight U ~ N(0, 2.0)
-weight W[2..L] ~ N(0, 2.0)
-bias b[1..L] ~ N(0, 0.1)
-h[1] = U @ x + b[1]
-for l in 2..L {
-    h[l] = W[l] @ relu(h[l-1]) + b[l]
-}
-output relu(h[L])
-"""
+MLP = Path(__file__).resolve().parent.parent.joinpath("examples", "mlp.tp").read_text()
 
 N_TRAIN, N_TEST, DIM, OUTPUTS = 10, 6, 4, 3
 
@@ -53,7 +43,7 @@ class Case(NamedTuple):
 
 @functools.cache
 def compiled() -> tpcompile.Compiled:
-    return tpcompile.compile(MLP)
+    return tpcompile.compile(MLP, params={"L": 2})
 
 
 @functools.cache

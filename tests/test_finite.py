@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from program_strategies import programs
+from reference_cases import EXACT_SRC
 
 import tpcompile
 from tpcompile import TPError, load_program
@@ -72,16 +73,7 @@ output gelu(y) / t + 0.1 * h
 """
 
 # The 2-hidden-layer ReLU MLP of DESIGN §4: every variance 1, no readout bias.
-MLP2 = """
-input x
-weight U ~ N(0, 1)
-weight W ~ N(0, 1)
-bias b1 ~ N(0, 1)
-bias b2 ~ N(0, 1)
-h1 = U @ x + b1
-h2 = W @ relu(h1) + b2
-output relu(h2)
-"""
+MLP2 = EXACT_SRC
 
 
 @functools.cache
