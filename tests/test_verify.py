@@ -77,6 +77,18 @@ def test_fit_rejects_a_plateau() -> None:
     assert fit.slope > -0.3 and not fit.ok
 
 
+def test_bias_dominated_errors_pass() -> None:
+    # A correct kernel whose finite-width bias (order 1/n) dominates the fluctuation at these
+    # widths, as in a cubic network: error² = 4/n + 2000²/n², slope about -0.9. The old two-sided
+    # window [-0.7, -0.3] failed it.
+    rng = np.random.default_rng(3)
+    widths = np.array(WIDTHS, dtype=float)
+    mean = np.sqrt(4 / widths + 2000.0**2 / widths**2)
+    errors = mean[:, None] * rng.gamma(1 / 0.45**2, 0.45**2, size=(len(WIDTHS), 8))
+    fit = fit_rate("ntk", WIDTHS, errors)
+    assert fit.slope < -0.7 and fit.ok
+
+
 def test_bound_catches_an_upturn_at_the_widest_width() -> None:
     # On the c/sqrt(n) trend up to 2048, then flat: the last mean is 0.071 where the trend says
     # 0.05; the fit still has an acceptable slope (-0.41), but the point is above its bound.
@@ -108,6 +120,29 @@ def test_verify_mlp_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fitted slope of log(mean error) vs log(width): NNGP" in out
     assert "verdict: ok" in out
     assert "80/80" in err  # the progress bar: one tick per (width, seed)
+
+
+CUBIC = """
+input x
+weight U ~ N(0, 1.0)
+weight W[2..3] ~ N(0, 1.0)
+h[1] = U @ x
+for l in 2..3 {
+    h[l] = W[l] @ (h[l-1] ** 3)
+}
+output h[3] ** 3
+"""
+
+
+@pytest.mark.slow
+def test_verify_cubic_network_passes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # An exact (Isserlis) kernel of a heavy-tailed network: at widths 256..4096 the errors fall
+    # like 1/n (measured slopes -1.6 NNGP, -1.8 NTK), which the old window [-0.7, -0.3] refused.
+    path = tmp_path / "cubic.tp"
+    path.write_text(CUBIC)
+    code, out, _ = run(capsys, str(path))
+    assert code == 0, out
+    assert "verdict: ok" in out
 
 
 def test_mutation_missing_ntk_term_fails(

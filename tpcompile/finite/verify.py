@@ -7,7 +7,10 @@ feature Gram of one network) and NTK, then checks the rate (THEORY §7.3, DESIGN
 a correct kernel falls like c/sqrt(n), while a wrong one (a missing σ², a dropped term, a broken
 independence assumption) leaves a plateau that flattens the log-log slope. Two checks, per kernel:
 
-1. the least-squares slope of log(mean error) against log(width) lies in [-0.7, -0.3];
+1. the least-squares slope of log(mean error) against log(width) is at most -0.3: the error falls
+   at least about as fast as c/sqrt(n). Steeper is fine: where the finite-width bias (order 1/n)
+   dominates the fluctuation (order 1/sqrt(n)), as in polynomial networks with heavy tails, the
+   error of a correct kernel falls like 1/n at the smaller widths;
 2. the mean error at the widest width is below the fitted line's value there times
    exp(3·cv/sqrt(S)), where cv is the seed-to-seed relative spread pooled over widths and S the
    number of seeds: cv/sqrt(S) is the standard error of log(mean error), so a point on the trend
@@ -16,11 +19,21 @@ independence assumption) leaves a plateau that flattens the log-log slope. Two c
 
 Exit code 0 when both kernels pass, 4 ("verification failed") otherwise.
 
-How often a correct kernel fails (measured on examples/*.tp by resampling 48 seeds per width
-into 4000 random S-seed runs at the default widths 256..4096): S = 4: 5-10%, S = 8: 0.3-1.1%,
-S = 12: ≤ 0.2%, almost all from the slope check (the per-seed errors spread with cv ≈ 0.4-0.5,
-so the slope's standard error is ≈ 0.07 at S = 8). Hence the default of 8 seeds; the report
-prints each slope's standard error and warns when it exceeds 0.1.
+How often the verdict fails, simulated (2000 runs each; widths 256..4096; per-seed errors a
+gamma-distributed factor with cv 0.45, as measured on the examples, times the mean error):
+
+    mean error                       S = 4    S = 8    S = 12
+    2/sqrt(n) (correct)              2.4%     0.5%     0.0%
+    sqrt(4/n + 2000²/n²) (correct)   0.0%     0.0%     0.0%
+    sqrt(4/n + 0.03²) (plateau)      18%      9%       6%
+    sqrt(4/n + 0.05²) (plateau)      53%      50%      50%
+
+The previous two-sided window [-0.7, -0.3] failed the bias-dominated correct kernel in 100% of
+runs (its slope is ≈ -0.9) and was otherwise the same. A plateau of the size of the fluctuation at
+the widest width (here 2/sqrt(4096) = 0.031) is caught only part of the time, by any rule; the
+mutation tests in tests/test_verify.py (a dropped NTK term, a 10% scaled NTK) fail every time.
+Hence the default of 8 seeds; the report prints each slope's standard error and warns when it
+exceeds 0.1.
 """
 
 from __future__ import annotations
@@ -36,12 +49,13 @@ import numpy as np
 
 from tpcompile.errors import TPError
 
-SLOPE_RANGE = (-0.7, -0.3)
+SLOPE_MAX = -0.3  # a correct kernel's error falls like n^-0.5 (fluctuation) or faster (bias)
 DEFAULT_WIDTHS = (256, 512, 1024, 2048, 4096)
 DEFAULT_SEEDS = 8
 Z_BOUND = 3.0  # standard errors of log(mean error) allowed above the fitted line
 EXIT_FAILED = 4
-# Above this standard error a correct kernel's slope leaves [-0.7, -0.3] more than ~5% of the time.
+# Above this standard error the slope of a correct c/sqrt(n) error exceeds -0.3 more than ~2% of
+# the time (two standard errors).
 SLOPE_SE_WARN = 0.1
 KERNELS = ("nngp", "ntk")
 
@@ -81,7 +95,7 @@ class Fit:
 
     @property
     def slope_ok(self) -> bool:
-        return SLOPE_RANGE[0] <= self.slope <= SLOPE_RANGE[1]
+        return self.slope <= SLOPE_MAX
 
     @property
     def bound_ok(self) -> bool:
@@ -183,11 +197,10 @@ def report(fits: dict[str, Fit]) -> tuple[str, bool]:
     for i, w in enumerate(nngp.widths):
         cells = [f"{f.mean[i]:.4f} ± {f.std[i]:.4f}" for f in (nngp, ntk)]
         lines.append(f"{int(w):>7}   {cells[0]:<21}   {cells[1]:<21}")
-    lo, hi = SLOPE_RANGE
     lines.append(
         f"fitted slope of log(mean error) vs log(width): NNGP {nngp.slope:+.3f} ± "
-        f"{nngp.slope_se:.3f}, NTK {ntk.slope:+.3f} ± {ntk.slope_se:.3f}   (theory -0.5; "
-        f"accepted [{lo}, {hi}])"
+        f"{nngp.slope_se:.3f}, NTK {ntk.slope:+.3f} ± {ntk.slope_se:.3f}   (theory -0.5, down "
+        f"to -1 where the 1/n bias dominates; accepted ≤ {SLOPE_MAX})"
     )
     if max(nngp.slope_se, ntk.slope_se) > SLOPE_SE_WARN:
         lines.append(
@@ -208,7 +221,7 @@ def report(fits: dict[str, Fit]) -> tuple[str, bool]:
             f"(fit {f.predict(widest):.4f}, cv {f.cv:.2f}): {mark}"
         )
         if not f.slope_ok:
-            problems.append(f"{name} slope {f.slope:+.3f} outside [{lo}, {hi}]")
+            problems.append(f"{name} slope {f.slope:+.3f} above {SLOPE_MAX}: the error plateaus")
         if not f.bound_ok:
             problems.append(
                 f"{name} error {f.mean[-1]:.4f} at width {widest} above its bound {f.bound:.4f}"
