@@ -99,3 +99,75 @@ def programs(draw: st.DrawFn, max_steps: int = 4) -> str:
     if draw(st.booleans()):
         decls.append(f"readout ~ N(0, {draw(st.sampled_from(VARIANCES))}) + N(0, 0.2)")
     return "\n".join([*decls, *body, f"output {out}"]) + "\n"
+
+
+# ---- gates and weights shared over recurrent steps ----------------------------------------------
+
+#: Gate functions (values in (0, 1)) and candidate functions, as templates over `{}`. Smooth ones
+#: meet tensor Gauss-Hermite or the Mehler series; relu and abs put kinks into products of several
+#: Gaussians, which only Monte Carlo integrates.
+GATES = ("sigmoid({})", "0.5 + 0.5 * erf({})")
+CANDIDATES = ("tanh({})", "erf({})", "relu({})", "sin({})", "abs({})")
+
+
+@st.composite
+def gated_recurrent_programs(draw: st.DrawFn, max_steps: int = 3) -> str:
+    """A random valid recurrent program with gates: products of nonlinear functions of several
+    Gaussians (`sigmoid(a) * tanh(b)`, `(1 - z) * n + z * h`) and hidden weights shared by every
+    step and, optionally, by several gates of one step; H values (the previous state, a memory
+    cell) are reused across steps inside the products.
+
+    Cells: "gru" (update gate z, optional reset gate r: h' = (1 - z) n + z h), "lstm" (forget
+    and input gates on a memory cell c, output gate on tanh-like of c), "mgu" (h' = z · n, one
+    gate multiplying the candidate). Each gate has its own data matrix; the hidden matrices of
+    the gates may coincide (weight sharing within a step, correlated Gaussians)."""
+    steps = draw(st.integers(2, max_steps))
+    cell = draw(st.sampled_from(("gru", "lstm", "mgu")))
+    gate = draw(st.sampled_from(GATES))
+    cand = draw(st.sampled_from(CANDIDATES))
+    gates = {"gru": ["z", "n"], "lstm": ["f", "i", "o", "n"], "mgu": ["z", "n"]}[cell]
+    if cell == "gru" and draw(st.booleans()):
+        gates.insert(1, "r")
+    # Hidden matrix per gate: its own, or one shared by all gates (drawn per program).
+    shared = draw(st.booleans())
+    hidden = {g: "W" if shared else f"W{g}" for g in gates}
+    biased = {g: draw(st.booleans()) for g in gates}
+
+    def pre(g: str, t: str, state: str | None) -> str:
+        """The pre-activation of gate g at step t: data, then the hidden state, then a bias."""
+        terms = [f"U{g} @ x[{t}]"]
+        if state is not None:
+            terms.append(f"{hidden[g]} @ {state}")
+        if biased[g]:
+            terms.append(f"b{g}")
+        return " + ".join(terms)
+
+    def step(t: str, prev: str | None, cprev: str | None) -> list[str]:
+        g = {k: gate.format(pre(k, t, prev)) for k in gates if k != "n"}
+        if cell == "lstm":
+            new_c = f"{g['i']} * {cand.format(pre('n', t, prev))}"
+            if cprev is not None:
+                new_c = f"{g['f']} * {cprev} + {new_c}"
+            return [f"c[{t}] = {new_c}", f"h[{t}] = {g['o']} * tanh(c[{t}])"]
+        lines = [f"z[{t}] = {g['z']}"]
+        state = prev
+        if "r" in g and prev is not None:
+            lines.append(f"r[{t}] = {g['r']}")
+            state = f"(r[{t}] * {prev})"
+        n = cand.format(pre("n", t, state))
+        if cell == "mgu" or prev is None:
+            return [*lines, f"h[{t}] = (1 - z[{t}]) * {n}"]
+        return [*lines, f"h[{t}] = (1 - z[{t}]) * {n} + z[{t}] * {prev}"]
+
+    body = step("1", None, None)
+    loop = step("t", "h[t-1]", "c[t-1]")
+    body += ["for t in 2..T {", *[f"    {line}" for line in loop], "}"]
+    out = draw(st.sampled_from(("h[T]", "h[T]", "tanh(h[T])", "h[T] * h[T-1]")))
+
+    var = lambda: draw(st.sampled_from(VARIANCES))  # noqa: E731
+    decls = [f"param T = {steps}", "input x[1..T]"]
+    decls += [f"weight U{g} ~ N(0, {var()})" for g in gates]
+    # Gate "r" at step 1 has no state to reset and so is not used there; it is used from t = 2.
+    decls += [f"weight {w} ~ N(0, {var()})" for w in sorted(set(hidden.values()))]
+    decls += [f"bias b{g} ~ N(0, 0.1)" for g in gates if biased[g]]
+    return "\n".join([*decls, *body, f"output {out}"]) + "\n"

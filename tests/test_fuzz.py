@@ -1,22 +1,36 @@
 """Robustness: any text either compiles or raises TPError — never another exception, never a
 hang. Random text, and random mutations of the example programs (which keep them close to valid,
-so the elaborator's checks are exercised, not just the parser's)."""
+so the elaborator's checks are exercised, not just the parser's).
+
+`test_cli_corpus_fuzz` runs `tpcompile check` in-process on files: the corpus of inputs that once
+escaped (`tests/corpus/bad/`), the examples, random bytes, their byte-level mutations, re-encodings
+and splices, from fixed seeds. The property: exit 0 or 1, never a traceback, within a time bound.
+CI runs a few hundred cases; `TPCOMPILE_FUZZ_CASES=10000` runs a local campaign."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import random
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tpcompile.lang.limits as limits
 import tpcompile.lang.values as values
 from tpcompile import TPError, load_program
+from tpcompile.cli import main
 from tpcompile.ir import Program
 
 EXAMPLES = [p.read_text() for p in sorted((Path(__file__).parent.parent / "examples").glob("*.tp"))]
+CORPUS = [p.read_bytes() for p in sorted((Path(__file__).parent / "corpus" / "bad").iterdir())]
+FUZZ_CASES = int(os.environ.get("TPCOMPILE_FUZZ_CASES", "500"))
 TOKENS = [
     "@",
     "+",
@@ -92,6 +106,7 @@ def outcome(text: str) -> Program | TPError:
 @pytest.fixture(autouse=True)
 def small_programs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(values, "MAX_INSTRUCTIONS", 2_000)
+    monkeypatch.setattr(limits, "MAX_STEPS", 20_000)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -153,3 +168,77 @@ def test_no_eval_or_sympify_of_user_text() -> None:
     for path in root.glob("*.py"):
         for pattern in forbidden:
             assert not re.search(pattern, path.read_text()), (path, pattern)
+
+
+# ---- the CLI on files: corpus, random bytes, mutations, encodings ------------------------------
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    for _ in range(rng.randint(1, 4)):
+        i = rng.randint(0, len(data))
+        kind = rng.randrange(5)
+        if kind == 0:  # any byte, including ones that are not UTF-8
+            data = data[:i] + bytes([rng.randrange(256)]) + data[i + 1 :]
+        elif kind == 1:
+            data = data[:i] + rng.randbytes(rng.randint(1, 8)) + data[i:]
+        elif kind == 2:
+            data = data[:i] + data[i + rng.randint(1, 16) :]
+        elif kind == 3:  # a token of the language
+            data = data[:i] + rng.choice(TOKENS).encode() + data[i:]
+        else:  # repeat a slice: deeper nesting, longer sums
+            j = rng.randint(i, min(len(data), i + 40))
+            data = data[:i] + data[i:j] * rng.randint(2, 50) + data[j:]
+    return data
+
+
+def _reencode(rng: random.Random, data: bytes) -> bytes:
+    text = data.decode("utf-8", "replace")
+    kind = rng.randrange(5)
+    if kind == 0:
+        return b"\xef\xbb\xbf" + data
+    if kind == 1:
+        return text.replace("\n", "\r\n").encode()
+    if kind == 2:
+        return "\ufeff".encode("utf-16-le") + text.encode("utf-16-le")
+    if kind == 3:
+        return ("# réseau\n" + text).encode("latin-1", "replace")
+    return data[: rng.randint(0, len(data))]  # cut anywhere, even inside a character
+
+
+def fuzz_inputs(count: int, seed: int = 13) -> Iterator[bytes]:
+    """`count` file contents from a fixed seed: the corpus first, then a mix of generators."""
+    rng = random.Random(seed)
+    seeds = CORPUS + [text.encode() for text in EXAMPLES]
+    for i in range(count):
+        if i < len(seeds):
+            yield seeds[i]
+            continue
+        kind = rng.randrange(5)
+        if kind == 0:
+            yield rng.randbytes(rng.randint(0, 300))
+        elif kind == 1:
+            yield _mutate(rng, rng.choice(seeds))
+        elif kind == 2:
+            yield _reencode(rng, rng.choice(seeds))
+        elif kind == 3:
+            yield " ".join(rng.choices(TOKENS, k=rng.randint(0, 60))).encode()
+        else:
+            a, b = rng.choice(seeds), rng.choice(seeds)
+            yield a[: rng.randint(0, len(a))] + b[rng.randint(0, len(b)) :]
+
+
+def test_cli_corpus_fuzz(tmp_path: Path) -> None:
+    path = tmp_path / "case.tp"
+    for n, data in enumerate(fuzz_inputs(FUZZ_CASES)):
+        path.write_bytes(data)
+        err = io.StringIO()
+        start = time.perf_counter()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["check", str(path)])
+        elapsed = time.perf_counter() - start
+        stderr = err.getvalue()
+        case = f"case {n}: {data[:200]!r}\n{stderr}"
+        assert code in (0, 1), case
+        assert "Traceback" not in stderr and "internal error" not in stderr, case
+        assert code == 0 or f"{path}" in stderr and "error:" in stderr, case
+        assert elapsed < TIME_BOUND_S, case

@@ -25,11 +25,18 @@ GOOD = np.random.default_rng(0).normal(size=(4, 3, 2))
 NAN = GOOD.copy()
 NAN[1, 2, 0] = np.nan
 BAD = {
-    "nan": (NAN, "contains NaN or infinite values"),
+    "nan": (
+        NAN,
+        r"contains NaN or infinite values \(1 of 24; the first, nan, at index \[1, 2, 0\]\)",
+    ),
     "shape": (GOOD[:, :2], r"needs \(N, 3, d\)"),
     "empty": (GOOD[:0], "is empty"),
     "strings": (np.array([["a"]]), "real numeric array"),
     "complex": (GOOD + 1j, "real numeric array"),
+    "none": (None, "is None, not an array"),
+    "text": ("x.npy", "is a str, not an array"),
+    "ragged": ([[[1.0, 2.0]] * 3, [[1.0]] * 3], "not a rectangular array"),
+    "objects": (np.array([None, 1.0], dtype=object), "holds Python objects"),
 }
 
 

@@ -204,7 +204,7 @@ def test_kernel_command_bad_data_is_exit_1(tmp_path: Path, capsys) -> None:
         main(["kernel", str(ROOT / "examples" / "mlp.tp"), "--x", str(tmp_path / "missing.npy")])
         == 1
     )
-    assert "cannot read" in capsys.readouterr().err
+    assert f"--x {tmp_path / 'missing.npy'}: no such file" in capsys.readouterr().err
 
 
 def test_step_output_kernel_is_exact() -> None:
@@ -247,3 +247,106 @@ for l in 2..L {
 }
 output relu(h[L])
 """
+
+
+# ---- argument types at the API edge: TPError with a message, never a raw exception ---------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "hint"),
+    [
+        (None, "compile() takes the program text as a str, got NoneType", "open('prog.tp').read()"),
+        (42, "got int", "open('prog.tp').read()"),
+        (Path("prog.tp"), "not a path: got", "compile(Path('prog.tp').read_text())"),
+        (b"input x\xff\n", "not UTF-8 text (byte 0xff at offset 7)", "data.decode('latin-1')"),
+        ("examples/mlp.tp", "", "takes program text, not a file name: open('examples/mlp.tp')"),
+    ],
+    ids=["None", "int", "Path", "latin-1 bytes", "a file name"],
+)
+def test_compile_refuses_what_is_not_program_text(source: object, message: str, hint: str) -> None:
+    with pytest.raises(TPError) as info:
+        tpcompile.compile(source)  # type: ignore[arg-type]
+    assert message in info.value.message and hint in (info.value.hint or "")
+
+
+def test_compile_decodes_bytes_as_utf8() -> None:
+    c = tpcompile.compile(("\ufeff" + MLP).encode("utf-8"), params={"L": 2})  # with a BOM
+    assert c.program_text == MLP
+    x = rows(3, 4)
+    want = tpcompile.compile(MLP, params={"L": 2}).kernel_fn(x, get="ntk")
+    np.testing.assert_array_equal(c.kernel_fn(x, get="ntk"), want)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": [("L", 2)]}, "params must be a mapping of param names to values, got list"),
+        ({"params": 5}, "params must be a mapping"),
+        ({"params": {1: 2}}, "params keys are param names (str), got 1"),
+        ({"filename": Path("x.tp")}, "filename must be a str"),
+        ({"tol": "small"}, "tol must be a number in (0, 1)"),
+        ({"tol": float("nan")}, "tol must be a number in (0, 1)"),
+        ({"samples": 2.5}, "samples must be an int >= 4"),
+        ({"method": "magic"}, "method must be one of"),
+    ],
+)
+def test_compile_checks_its_options(kwargs: dict, message: str) -> None:
+    with pytest.raises(TPError) as info:
+        tpcompile.compile(MLP, **kwargs)
+    assert message in info.value.message
+
+
+def test_numpy_numbers_count_as_options() -> None:
+    c = tpcompile.compile(MLP, tol=np.float32(1e-6), samples=np.int64(1024), seed=np.int32(3))
+    assert (c.options.tol, c.options.samples, c.options.seed) == (pytest.approx(1e-6), 1024, 3)
+    assert type(c.options.samples) is int
+
+
+@pytest.mark.parametrize(
+    ("get", "message", "hint"),
+    [
+        (["nngp", "nngp"], "get names `nngp` twice", "list each kernel once"),
+        (5, "get must be 'nngp', 'ntk' or a tuple of them, got int 5", "get='ntk'"),
+        (b"ntk", "got bytes", "get='ntk'"),
+        ("NTK", "unknown kernel `NTK` in get", "did you mean `ntk`?"),
+        (("nngp", 3), "unknown kernel `3` in get", "'nngp', 'ntk' or both"),
+    ],
+)
+def test_get_is_checked(mlp: tpcompile.Compiled, get: object, message: str, hint: str) -> None:
+    with pytest.raises(TPError) as info:
+        mlp.kernel_fn(rows(2, 3), get=get)  # type: ignore[arg-type]
+    assert message in info.value.message and hint in (info.value.hint or "")
+
+
+def test_get_none_and_lists_are_accepted(mlp: tpcompile.Compiled) -> None:
+    x = rows(2, 3)
+    assert mlp.kernel_fn(x, get=None)._fields == ("nngp", "ntk")
+    assert mlp.kernel_fn(x, get=["ntk", "nngp"])._fields == ("ntk", "nngp")
+
+
+@pytest.mark.parametrize(
+    ("x1", "message"),
+    [
+        ("abc", "x1 is a str, not an array"),
+        (None, "x1 is None, not an array"),
+        ({"a": 1}, "x1 is a dict, not an array"),
+        ([[1.0, 2.0], [3.0]], "x1 is not a rectangular array"),
+        (np.array([[1.0, None]], dtype=object), "x1 holds Python objects"),
+        (np.array([["a", "b"]]), "got dtype <U1 (text)"),
+    ],
+)
+def test_x_that_is_not_an_array_is_named(mlp: tpcompile.Compiled, x1: object, message: str) -> None:
+    with pytest.raises(TPError) as info:
+        mlp.kernel_fn(x1)
+    assert message in info.value.message
+    assert "(N, d)" in (info.value.hint or "")
+
+
+def test_non_finite_entries_are_located(mlp: tpcompile.Compiled) -> None:
+    x2 = rows(3, 2)
+    x2[2, 1] = -np.inf
+    with pytest.raises(TPError) as info:
+        mlp.kernel_fn(rows(2, 2), x2)
+    assert info.value.message == (
+        "x2 contains NaN or infinite values (1 of 6; the first, -inf, at index [2, 1])"
+    )

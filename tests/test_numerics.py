@@ -375,7 +375,7 @@ def test_compile_options_are_validated() -> None:
         {"method": "gauss"},
         {"degree": 3},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(tpcompile.TPError):  # a user's mistake: a clear error, exit 1
             tpcompile.compile("input x\nweight U ~ N(0, 1)\noutput tanh(U @ x)\n", **kwargs)
     opts = NumericOptions(tol=1e-6)
     assert opts.split_degree() < NumericOptions().split_degree()

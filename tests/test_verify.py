@@ -199,7 +199,7 @@ def test_inputs_files_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Pat
         (["--widths", "256"], "at least two distinct"),
         (["--widths", "a,b"], "comma-separated integers"),
         (["--seeds", "1"], "at least 2"),
-        (["--x", "/nonexistent.npy"], "cannot read --x"),
+        (["--x", "/nonexistent.npy"], "--x /nonexistent.npy: no such file"),
     ],
 )
 def test_bad_arguments(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:

@@ -20,20 +20,64 @@ from __future__ import annotations
 import builtins
 import collections
 import functools
+import numbers
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from tpcompile.codegen.module import emit_module
-from tpcompile.errors import KernelInputError, TPError
+from tpcompile.errors import KernelInputError, NonFiniteKernelError, TPError, did_you_mean
 from tpcompile.inputs import as_batch, default_float
 from tpcompile.ir import Program
 from tpcompile.kernels import analyse
 from tpcompile.kernels.plan import NumericOptions, NumericQuantity, NumericSpec, build_report
 from tpcompile.lang.frontend import load_program
+from tpcompile.resources import KernelSize, check_memory, kernel_size
 
 KINDS = ("nngp", "ntk")
+DIAGONAL_ROWS = 8  # the per-example pass runs on whole vector lanes (see `_diagonal`)
+
+
+def _fields(get: object) -> tuple[str, ...]:
+    """kernel_fn's `get` as a tuple of distinct kernel names (None: all of them)."""
+    if get is None:
+        return KINDS
+    names = (get,) if isinstance(get, str) else get
+    if not isinstance(names, Sequence) or isinstance(names, bytes):
+        raise KernelInputError(
+            f"get must be 'nngp', 'ntk' or a tuple of them, got {type(get).__name__} {get!r}",
+            hint="e.g. get='ntk' or get=('nngp', 'ntk')",
+        )
+    fields = tuple(names) or KINDS
+    for f in fields:
+        if f not in KINDS:
+            hint = None
+            if isinstance(f, str):  # did_you_mean is case-sensitive; NTK is the usual slip
+                hint = (
+                    f"did you mean `{f.lower()}`?" if f.lower() in KINDS else did_you_mean(f, KINDS)
+                )
+            raise KernelInputError(
+                f"unknown kernel `{f}` in get", hint=hint or "get is 'nngp', 'ntk' or both"
+            )
+    if len(set(fields)) < len(fields):  # a named tuple cannot have a field twice
+        twice = next(f for f in fields if fields.count(f) > 1)
+        raise KernelInputError(
+            f"get names `{twice}` twice: {tuple(fields)!r}", hint="list each kernel once"
+        )
+    return fields
+
+
+def _all_finite(*values: Any) -> bool:
+    """False if any array among values (pytrees, None skipped) holds inf or NaN; True under
+    jit or other tracing, where values cannot be inspected (the check is then skipped)."""
+    leaves = jax.tree_util.tree_leaves(values)
+    if any(isinstance(v, jax.core.Tracer) for v in leaves):
+        return True
+    return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in leaves)
 
 
 @functools.cache
@@ -89,13 +133,57 @@ class Compiled:
         same: bool,
         errors: dict[int, list[Any]] | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
-        diag1 = self._module["diagonal"](x1, errors)
-        diag2 = diag1 if same else self._module["diagonal"](x2, errors)
+        diag1 = self._diagonal(x1, errors)
+        diag2 = diag1 if same else self._diagonal(x2, errors)
         nngp, ntk = self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk, errors)
-        if same:  # the exact kernel is symmetric; remove rounding and sampling asymmetry
-            nngp = (nngp + nngp.T) / 2
-            ntk = None if ntk is None else (ntk + ntk.T) / 2
+        if not _all_finite(nngp, ntk):
+            self._diagnose(x1, x2, want_ntk, same)
+        if same:
+            # The exact kernel is symmetric: remove rounding and sampling asymmetry. Its diagonal
+            # is K(x, x) as the per-example pass computes it, the same for any batch.
+            rows = jnp.arange(x1.shape[0])
+            nngp = ((nngp + nngp.T) / 2).at[rows, rows].set(diag1["nngp"])
+            if ntk is not None:
+                ntk = ((ntk + ntk.T) / 2).at[rows, rows].set(diag1["ntk"])
         return nngp, ntk
+
+    def _diagonal(self, x: jax.Array, errors: dict[int, list[Any]] | None) -> dict[Any, Any]:
+        """The per-example pass, on a batch padded to a multiple of DIAGONAL_ROWS by repeating
+        its last example. XLA's vector loops round a short remainder differently from full
+        lanes; padded, every example is computed in the same lanes whatever N is, so K(x, x)
+        equals the diagonal of K(X, X) bitwise (closed forms; numerical quantities agree to
+        their stated error, their adaptive rules see the whole batch)."""
+        n = x.shape[0]
+        extra = -n % DIAGONAL_ROWS
+        if extra:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)])
+        out = self._module["diagonal"](x, errors)
+        return {k: v[:n] for k, v in out.items()} if extra else out
+
+    def _diagnose(self, x1: jax.Array, x2: jax.Array, want_ntk: bool, same: bool) -> None:
+        """Raise `NonFiniteKernelError` naming the first quantity, in evaluation order, that is
+        inf or NaN: evaluate again (the failing path only) with every quantity recorded."""
+        traces: list[tuple[str, dict[int, Any]]] = [("x1", {}), ("x2", {}), ("x1, x2", {})]
+        diag1 = self._module["diagonal"](x1, None, traces[0][1])
+        diag2 = diag1 if same else self._module["diagonal"](x2, None, traces[1][1])
+        self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk, None, traces[2][1])
+        hint = (
+            "a variance or an input is too large (or too small) for "
+            f"{x1.dtype.name}: check the weight and bias variances and the scale of the inputs"
+        )
+        for where, trace in traces:
+            for k in sorted(trace):
+                if not _all_finite(trace[k]):
+                    node = self.graph.nodes[k]
+                    raise NonFiniteKernelError(
+                        f"the kernel is not finite: `{node.label}` overflowed (inf or NaN) "
+                        f"at inputs {where}; it is the first such quantity",
+                        hint=hint,
+                    )
+        raise NonFiniteKernelError(
+            "the kernel is not finite: every quantity is, but the NNGP/NTK sum overflowed",
+            hint=hint,
+        )
 
     def kernel_fn(
         self,
@@ -113,14 +201,13 @@ class Compiled:
         a `NumericReport` with, per numerical quantity, the largest estimated error over the
         entries it was evaluated at (an empty report when everything is exact).
         """
-        fields = (get,) if isinstance(get, str) else tuple(get or KINDS)
-        for f in fields:
-            if f not in KINDS:
-                raise KernelInputError(f"unknown kernel `{f}`", hint="get is 'nngp' or 'ntk'")
+        fields = _fields(get)
         a = self._check(x1, "x1")
         b = None if x2 is None else self._check(x2, "x2")
         if b is not None and a.shape[-1] != b.shape[-1]:
             raise KernelInputError(f"x1 has data dimension {a.shape[-1]} but x2 has {b.shape[-1]}")
+        n2 = a.shape[0] if b is None else b.shape[0]
+        self.check_memory(a.shape[0], n2, a.shape[-1], a.dtype.itemsize)
         # Runs op by op: the closed forms and integrands are compiled functions of their own
         # (see codegen/module.py), so nothing here is traced into one graph that grows with depth.
         errors: dict[int, list[Any]] | None = {} if return_errors else None
@@ -147,9 +234,20 @@ class Compiled:
     def _check(self, x: Any, what: str) -> jax.Array:
         return as_batch(x, self.ir.input, what, dtype=default_float())
 
+    def check_memory(self, n1: int, n2: int, dim: int, itemsize: int = 8) -> None:
+        """Raise `ResourceLimitError` if the kernels of n1 × n2 inputs of data dimension `dim`
+        would not fit in memory (see `tpcompile.resources`); called by `kernel_fn` before it
+        allocates anything."""
+        check_memory(self.size, n1, n2, self.ir.input.positions, dim, itemsize)
+
+    @functools.cached_property
+    def size(self) -> KernelSize:
+        """How many arrays one evaluation holds: per pair of inputs, per input (`resources.py`)."""
+        return kernel_size(self.graph)
+
 
 def compile(  # noqa: A001 - the natural name, as in re.compile
-    source: str,
+    source: str | bytes,
     params: Mapping[str, object] | None = None,
     filename: str = "<string>",
     *,
@@ -161,14 +259,93 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
 ) -> Compiled:
     """Compile `.tp` program text into kernels. `params` overrides `param` declarations.
 
-    The keyword options control numerical expectations (`numerics.NumericOptions`): `tol` is the
+    `source` is the program text (bytes are decoded as UTF-8; read a file with
+    `Path(p).read_text()`). The keyword options control numerical expectations
+    (`numerics.NumericOptions`): `tol` is the
     target error of every numerical quantity relative to its scale (Mehler series and 1-D rules
     check it a posteriori, quadrature degrees follow it); `samples` and `seed` are Monte Carlo's;
     `method` ("auto", "mehler", "split", "hermite", "mc") forces the rule of one-variable pairs
-    and `degree` the degree of the quadrature rules (for references and benchmarks)."""
-    options = NumericOptions(tol=tol, samples=samples, seed=seed, method=method, degree=degree)
-    program = load_program(source, params, filename)
-    return Compiled(program, source, filename, options, params)
+    and `degree` the degree of the quadrature rules (for references and benchmarks). Arguments of
+    the wrong type raise `TPError`, like mistakes in the program."""
+    text = _source_text(source)
+    if not isinstance(filename, str):
+        raise TPError(f"compile(): filename must be a str, got {type(filename).__name__}")
+    params = _check_params(params)
+    options = _options(tol, samples, seed, method, degree)
+    try:
+        program = load_program(text, params, filename)
+    except TPError as err:
+        if _looks_like_a_path(text):  # compile("prog.tp"): the likely mistake, whatever the parse
+            path = text.strip()
+            err.hint = f"compile() takes program text, not a file name: open({path!r}).read()"
+        raise
+    return Compiled(program, text, filename, options, params)
+
+
+def _source_text(source: object) -> str:
+    if isinstance(source, str):
+        return source
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        try:
+            return data.decode("utf-8-sig")  # -sig: a byte-order mark is not program text
+        except UnicodeDecodeError as exc:
+            raise TPError(
+                f"compile(): the program is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                f"offset {exc.start})",
+                hint="decode it yourself, e.g. compile(data.decode('latin-1'))",
+            ) from None
+    if isinstance(source, os.PathLike):
+        raise TPError(
+            f"compile() takes program text, not a path: got {source!r}",
+            hint=f"compile(Path({os.fspath(source)!r}).read_text())",
+        )
+    raise TPError(
+        f"compile() takes the program text as a str, got {type(source).__name__}",
+        hint="e.g. compile(open('prog.tp').read())",
+    )
+
+
+def _looks_like_a_path(text: str) -> bool:
+    name = text.strip()
+    return bool(name) and "\n" not in name and (name.endswith(".tp") or os.path.isfile(name))
+
+
+def _check_params(params: object) -> dict[str, object] | None:
+    if params is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise TPError(
+            f"compile(): params must be a mapping of param names to values, got "
+            f"{type(params).__name__}",
+            hint='e.g. params={"L": 5}',
+        )
+    for name in params:
+        if not isinstance(name, str):
+            raise TPError(
+                f"compile(): params keys are param names (str), got {name!r}",
+                hint='e.g. params={"L": 5}',
+            )
+    return dict(params)
+
+
+def _options(tol: object, samples: object, seed: object, method: object, degree: object) -> Any:
+    """NumericOptions from compile()'s keywords; NumPy scalars count as the numbers they are."""
+
+    def plain(value: object, kind: type) -> object:
+        ok = isinstance(value, numbers.Integral if kind is int else numbers.Real)
+        return kind(value) if ok and not isinstance(value, bool) else value
+
+    try:
+        return NumericOptions(
+            tol=plain(tol, float),  # type: ignore[arg-type]
+            samples=plain(samples, int),  # type: ignore[arg-type]
+            seed=plain(seed, int),  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+            degree=None if degree is None else plain(degree, int),  # type: ignore[arg-type]
+        )
+    except (TypeError, ValueError) as exc:
+        raise TPError(f"compile(): {exc}") from None
 
 
 def _recompile(

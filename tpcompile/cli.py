@@ -1,6 +1,6 @@
 """The `tpcompile` command: the pipeline's stages, one subcommand each, registered here.
 
-    tpcompile check FILE...          parse and type-check
+    tpcompile check FILE... [--size] parse and type-check; --size also counts the kernel quantities
     tpcompile ir FILE                print the unrolled, typed program
     tpcompile emit FILE [-o OUT]     write the generated JAX kernel module
     tpcompile show FILE              print the derived kernel recursion as mathematics
@@ -13,7 +13,12 @@ in the program or inputs (a `file:line:col: error:` message), 2 a bad command li
 error (a bug in tpcompile; `--traceback` shows it), 4 a failed verification.
 
 `check` and `ir` never import JAX. The kernel commands compute in float64 unless `--float32` is
-given, inside a `jax.enable_x64` scope: the CLI never changes JAX's global configuration.
+given, inside a `jax.enable_x64` scope: the CLI never changes JAX's global configuration for longer
+than one command. `kernel`, `verify` and `predict` keep JAX's persistent compilation cache in
+$XDG_CACHE_HOME/tpcompile/jax (default ~/.cache/tpcompile/jax), so a second run of a program does
+not compile it again; `--no-cache` or TPCOMPILE_NO_CACHE=1 turns that off, and a cache folder set
+for JAX already (JAX_COMPILATION_CACHE_DIR) is left as it is. Input arrays are `.npy` files, and
+outputs (`-o`, `--plot`) are written atomically into existing folders (`files.py`).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import contextlib
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from tpcompile.errors import KernelInputError, TPError
+from tpcompile.errors import TPError
+from tpcompile.files import atomic_output, compilation_cache, load_array, output_path
 from tpcompile.ir import Program
 from tpcompile.lang.frontend import load_program, read_source
+from tpcompile.resources import size_report
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -61,21 +67,20 @@ def compile_file(args: argparse.Namespace) -> Any:  # -> api.Compiled
     return compile_program(read_source(args.file), _params(args.define), filename=args.file)
 
 
-def load_array(path: str, what: str) -> Any:
-    import numpy as np
+def batches(compiled: Any, *files: tuple[Any, str, str | None]) -> None:
+    """Arrays read from files, as (array or None, flag, path): checked against the program's input
+    and each other's data dimension, the flag and file named in each message (the API says x1)."""
+    from tpcompile.inputs import as_batch
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise KernelInputError(f"cannot read {what} from {path}: {exc}") from None
-
-
-def demo_inputs(compiled: Any, n: int = 4, d: int = 3, seed: int = 0) -> Any:
-    """A small fixed batch shaped for the program's input: (n, d) or (n, T, d)."""
-    import numpy as np
-
-    shape = (n, *compiled.ir.input.shape, d)
-    return np.random.default_rng(seed).normal(size=shape)
+    seen: list[tuple[Any, str]] = []
+    for x, flag, path in (f for f in files if f[0] is not None):
+        as_batch(x, compiled.ir.input, f"{flag} {path}:", dtype=None)
+        for y, other in seen:
+            if x.shape[-1] != y.shape[-1]:
+                raise TPError(
+                    f"{flag} {path}: data dimension {x.shape[-1]}, but {other} has {y.shape[-1]}"
+                )
+        seen.append((x, f"{flag} {path}"))
 
 
 # ---- the commands ------------------------------------------------------------------------------
@@ -85,16 +90,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:  # every file is checked, so one run reports every broken file
         try:
-            prog = _program(args, path)
+            source = read_source(path)
+            prog = load_program(source, _params(args.define), filename=path)
+            kinds: dict[str, int] = {}
+            for instr in prog.instrs:
+                kinds[instr.kind] = kinds.get(instr.kind, 0) + 1
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            print(f"{path}: ok ({len(prog.weights)} weights; values: {counts})")
+            sys.stdout.flush()  # the size analysis may take a while: show what is known now
+            print("  " + size_report(prog, analyse=args.size))
         except TPError as err:
+            if err.filename == "<string>" and err.span is not None:  # from the kernel analysis
+                err.with_source(source, path)
             print(err.render(), file=sys.stderr)
             failed += 1
-            continue
-        kinds: dict[str, int] = {}
-        for instr in prog.instrs:
-            kinds[instr.kind] = kinds.get(instr.kind, 0) + 1
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        print(f"{path}: ok ({len(prog.weights)} weights; values: {counts})")
     return 1 if failed else 0
 
 
@@ -104,11 +113,13 @@ def cmd_ir(args: argparse.Namespace) -> int:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
+    out = output_path(args.output, "-o") if args.output else None  # before the compile
     with precision(not args.float32):
         source = compile_file(args).source
-    if args.output:
-        Path(args.output).write_text(source)
-        print(f"wrote {args.output}")
+    if out:
+        with atomic_output(out, "-o") as tmp:
+            tmp.write_text(source)
+        print(f"wrote {out}")
     else:
         sys.stdout.write(source)
     return 0
@@ -125,16 +136,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_kernel(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from tpcompile.inputs import demo_inputs
+
+    out = output_path(args.output, "-o", ".npz") if args.output else None  # fail before the work
+    x1 = load_array(args.x, "--x") if args.x else None
+    x2 = load_array(args.x2, "--x2") if args.x2 else None
     with precision(not args.float32):
         compiled = compile_file(args)
-        x1 = load_array(args.x, "--x") if args.x else demo_inputs(compiled)
-        x2 = load_array(args.x2, "--x2") if args.x2 else None
+        batches(compiled, (x1, "--x", args.x), (x2, "--x2", args.x2))
+        x1 = demo_inputs(compiled.ir) if x1 is None else x1
         k = compiled.kernel_fn(x1, x2, get=("nngp", "ntk"))
         nngp, ntk = np.asarray(k.nngp, dtype=np.float64), np.asarray(k.ntk, dtype=np.float64)
-    if args.output:
-        np.savez(args.output, nngp=nngp, ntk=ntk)
-        print(f"wrote {args.output}: nngp and ntk of shape {nngp.shape}")
-    if not args.output or not args.x:
+    if out:
+        with atomic_output(out, "-o") as tmp:
+            np.savez(tmp, nngp=nngp, ntk=ntk)
+        print(f"wrote {out}: nngp and ntk of shape {nngp.shape}")
+    if not out or not args.x:
         where = "built-in demo inputs, " + f"x of shape {x1.shape}" if not args.x else args.x
         with np.printoptions(precision=6, suppress=True, linewidth=100):
             print(f"# {args.file} on {where}\nNNGP =\n{nngp}\nNTK =\n{ntk}")
@@ -149,15 +166,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise TPError(
             f"--seeds must be at least 2 (the bound uses the seed spread), got {args.seeds}"
         )
-    if args.plot:
+    plot = output_path(args.plot, "--plot", extension=True) if args.plot else None
+    if plot:
         verify.require_matplotlib()  # fail before the long run, not after
     x1 = load_array(args.x, "--x") if args.x else None  # files first: fail before compiling
     x2 = load_array(args.x2, "--x2") if args.x2 else None
     # The infinite-width kernels are always float64; --float32 only sets the finite networks'.
     with precision(True):
         compiled = compile_file(args)
+        batches(compiled, (x1, "--x", args.x), (x2, "--x2", args.x2))
         if x1 is None:
-            x1 = demo_inputs(compiled, n=6, d=4, seed=0)
+            from tpcompile.inputs import demo_inputs
+
+            x1 = demo_inputs(compiled.ir, n=6, d=4, seed=0)
         where = args.x or f"built-in inputs of shape {x1.shape}"
         print(
             f"# {args.file}: {where}{'' if x2 is None else f' vs {args.x2}'}; {args.seeds} "
@@ -168,9 +189,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         fits = verify.sweep(compiled, x1, x2, widths, args.seeds, args.float32, progress)
     text, ok = verify.report(fits)
     sys.stdout.write(text)
-    if args.plot:
-        verify.plot(fits, args.plot, f"{args.file}: empirical vs infinite-width kernels")
-        print(f"wrote {args.plot}")
+    if plot:
+        with atomic_output(plot, "--plot") as tmp:
+            verify.plot(fits, str(tmp), f"{args.file}: empirical vs infinite-width kernels")
+        print(f"wrote {plot}")
     if not ok:
         print("tpcompile: verification failed", file=sys.stderr)
         return verify.EXIT_FAILED
@@ -196,11 +218,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tpcompile import predict
 
     times = parse_times(args.t)
+    out = output_path(args.output, "-o", ".npz") if args.output else None
     x_train = load_array(args.train, "--train")  # files first: fail before compiling
-    y_train = load_array(args.y, "--y")
+    y_train = load_array(args.y, "--y", expect="(N,) or (N, k)")
     x_test = load_array(args.test, "--test") if args.test else None
     with precision(not args.float32):
         compiled = compile_file(args)
+        batches(compiled, (x_train, "--train", args.train), (x_test, "--test", args.test))
         ensemble = predict.gradient_descent_mse_ensemble(
             compiled.kernel_fn, x_train, y_train, diag_reg=args.diag_reg
         )
@@ -220,13 +244,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"{t:10g}  {np.mean(mean[i]):20.6g}  {fit}")
-    if args.output:
+    if out:
         arrays = {"t": np.asarray(times), "mean": mean}
         if cov is not None:
             arrays["covariance"] = cov
-        np.savez(args.output, **arrays)
+        with atomic_output(out, "-o") as tmp:
+            np.savez(tmp, **arrays)
         print(
-            f"wrote {args.output}: mean of shape {mean.shape}"
+            f"wrote {out}: mean of shape {mean.shape}"
             + ("" if cov is None else f", covariance of shape {cov.shape}")
         )
     return 0
@@ -264,10 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     numeric = argparse.ArgumentParser(add_help=False)
     numeric.add_argument("--float32", action="store_true", help="compute in float32")
+    cached = argparse.ArgumentParser(add_help=False)
+    cached.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="no persistent compilation cache (also: TPCOMPILE_NO_CACHE=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", parents=[common], help="parse and type-check programs")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--size", action="store_true", help="also count the kernel quantities (runs the analysis)"
+    )
     p = sub.add_parser("ir", parents=[common], help="print the unrolled typed program")
     p.add_argument("file", metavar="FILE")
     p = sub.add_parser("emit", parents=[common, numeric], help="write the generated JAX module")
@@ -279,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
     p = sub.add_parser(
-        "kernel", parents=[common, numeric], help="compute NNGP and NTK matrices (float64 .npz)"
+        "kernel",
+        parents=[common, numeric, cached],
+        help="compute NNGP and NTK matrices (float64 .npz)",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--x", help=".npy array (N, d) or (N, T, d); default: a built-in demo batch")
@@ -287,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write nngp and ntk to this .npz file")
     p = sub.add_parser(
         "verify",
-        parents=[common],
+        parents=[common, cached],
         help="empirical NTK/NNGP of finite networks vs the infinite-width kernels",
     )
     p.add_argument("file", metavar="FILE")
@@ -305,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--float32", action="store_true", help="finite networks in float32")
     p = sub.add_parser(
         "predict",
-        parents=[common, numeric],
+        parents=[common, numeric, cached],
         help="mean (and covariance) of infinitely wide networks trained by gradient flow",
     )
     p.add_argument("file", metavar="FILE")
@@ -331,12 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 locale must not turn `n×d` into a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with compilation_cache(getattr(args, "cache", False)):
+            return COMMANDS[args.command](args)
     except TPError as err:
         if args.traceback:
             traceback.print_exc()
+        if err.source is None and err.span is None and err.filename == "<string>":
+            err.filename = "tpcompile"  # an error about the command line or a data file
         print(err.render(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:

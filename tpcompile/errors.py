@@ -77,6 +77,15 @@ class KernelInputError(TPError):
     """Bad arrays given to a kernel function (shape, dtype, NaN, ...)."""
 
 
+class ResourceLimitError(KernelInputError):
+    """Inputs whose kernels would not fit in memory, refused before anything is allocated."""
+
+
+class NonFiniteKernelError(KernelInputError):
+    """A kernel came out inf or NaN (overflow from huge variances or inputs); the message names
+    the first kernel quantity, in evaluation order, that is not finite."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A 'did you mean' hint naming the closest candidate, if one is close enough."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)

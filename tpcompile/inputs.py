@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tpcompile.errors import KernelInputError
-from tpcompile.ir import Input
+from tpcompile.ir import Input, Program
 
 
 def default_float() -> Any:
@@ -34,25 +34,57 @@ def as_batch(x: Any, inp: Input, what: str, dtype: Any = None) -> jax.Array:
         _check_shape(tuple(x.shape), inp, what)
         arr = x
     else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001 - any unconvertible object is the user's input
-            raise KernelInputError(f"{what} is not an array: {exc}") from None
-        if (
-            arr.dtype == object
-            or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_)
-            or np.iscomplexobj(arr)
-        ):
-            raise KernelInputError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
+        arr = _as_numeric(x, inp, what)
         _check_shape(arr.shape, inp, what)
         if arr.shape[0] == 0 or arr.shape[-1] == 0:
             raise KernelInputError(f"{what} is empty (shape {arr.shape})")
-        if not np.all(np.isfinite(arr)):
-            raise KernelInputError(f"{what} contains NaN or infinite values")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise KernelInputError(
+                f"{what} contains NaN or infinite values ({int((~finite).sum())} of "
+                f"{arr.size}; the first, {arr[first]}, at index {list(first)})",
+                hint="drop or impute those entries before computing kernels",
+            )
     if dtype is None and not jnp.issubdtype(arr.dtype, jnp.floating):
         dtype = default_float()
     out = jnp.asarray(arr) if dtype is None else jnp.asarray(arr, dtype=dtype)
     return out.reshape(arr.shape[0], inp.positions, arr.shape[-1])
+
+
+def _as_numeric(x: Any, inp: Input, what: str) -> np.ndarray:
+    """`x` as a NumPy array of real numbers, or an error saying what it is instead."""
+    want = _wanted(inp)
+    if x is None or isinstance(x, str | bytes | dict):
+        raise KernelInputError(
+            f"{what} is {'None' if x is None else 'a ' + type(x).__name__}, not an array",
+            hint=f"pass an array of shape {want} (a NumPy or JAX array, or nested lists)",
+        )
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # NumPy refuses nested sequences of different lengths
+        raise KernelInputError(
+            f"{what} is not a rectangular array (nested sequences of different lengths)",
+            hint=f"every row needs the same shape: {want} in all",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any unconvertible object is the user's input
+        raise KernelInputError(f"{what} is not an array: {exc}") from None
+    if arr.dtype == object:
+        raise KernelInputError(
+            f"{what} holds Python objects (dtype object), not numbers",
+            hint=f"an array of numbers of shape {want}",
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+        kind = {"U": " (text)", "S": " (bytes)", "c": " (complex)"}.get(arr.dtype.kind, "")
+        raise KernelInputError(
+            f"{what} must be a real numeric array, got dtype {arr.dtype}{kind}",
+            hint=f"an array of real numbers of shape {want}",
+        )
+    return arr
+
+
+def _wanted(inp: Input) -> str:
+    return "(" + ", ".join(("N", *map(str, inp.shape), "d")) + ")"
 
 
 def _check_shape(shape: tuple[int, ...], inp: Input, what: str) -> None:
@@ -64,3 +96,21 @@ def _check_shape(shape: tuple[int, ...], inp: Input, what: str) -> None:
             if inp.shape
             else "one data vector per row: shape (N, d)",
         )
+
+
+DEMO_LIMIT = 1 << 20  # numbers in the built-in demo batch (8 MB in float64): --x for more
+
+
+def demo_inputs(program: Program, n: int = 4, d: int = 3, seed: int = 0) -> np.ndarray:
+    """A small fixed batch shaped for the program's input, (n, d) or (n, T, d): the CLI's inputs
+    when no --x is given. Bounded, so a program with a huge input range is refused, not run."""
+    inp = program.input
+    shape = (n, *inp.shape, d)
+    if n * inp.positions * d > DEMO_LIMIT:  # input x[1..10**8]: not a demo any more
+        raise KernelInputError(
+            f"the built-in demo inputs for `input {inp.name}` would have shape {shape}, "
+            f"{n * inp.positions * d} numbers (more than {DEMO_LIMIT})",
+            hint="give the inputs yourself: --x A.npy, an array of shape "
+            f"(N, {', '.join(map(str, inp.shape))}, d)",
+        )
+    return np.random.default_rng(seed).normal(size=shape)

@@ -81,10 +81,56 @@ class _Module:
     few small functions instead of one graph that grows with depth.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, graph: KernelGraph) -> None:
+        self.graph = graph
         self.templates: dict[sympy.Expr, str] = {}
         self.functions: dict[tuple[sympy.Expr, tuple[sympy.Symbol, ...]], str] = {}
         self.defs: list[str] = []
+        self.groups: dict[int, tuple[str, int, list[int]]] = {}  # node -> (name, index, members)
+
+    def _law(self, spec: NumericSpec, context: str) -> tuple[str, ...] | None:
+        """What the quantities of one group call share: the rule and the joint law, as text."""
+        if spec.method not in ("mc", "tensor"):
+            return None
+        dim = len(spec.lvars) + len(spec.rvars)
+        means = f"({', '.join(_print(m, context) for m in spec.means)},)"
+        opts = spec.options
+        rule = f"degree={opts.tensor_degree(dim)}" if spec.method == "tensor" else opts.samples
+        cov = self.matrix(spec.cov, context)
+        return (spec.method, cov, means, str(len(spec.lvars)), str(rule), str(opts.seed))
+
+    def plan(self, nodes: Iterable[Node], context: str) -> None:
+        """Group the multi-variable quantities of one run of lines (a function, or the NTK's
+        part of `cross`) by their joint law: each group is one runtime call, so XLA compiles one
+        function per group instead of one per quantity, and the draws are mapped once."""
+        laws: dict[tuple[str, ...], list[int]] = {}
+        for node in nodes:
+            if isinstance(node.formula, NumericSpec):
+                law = self._law(node.formula, context)
+                if law is not None:
+                    laws.setdefault(law, []).append(node.id)
+        self.groups = {
+            k: (f"g{ids[0]}", i, ids) for ids in laws.values() for i, k in enumerate(ids)
+        }
+
+    def group_call(self, ids: list[int], context: str) -> str:
+        """The runtime call of a group: its members (f, g) in node order, the law, the rule; the
+        Monte Carlo stream is the first member's node, so a lone quantity keeps its own."""
+        specs = [self.graph.nodes[k].formula for k in ids]
+        first = specs[0]
+        assert isinstance(first, NumericSpec)
+        members = []
+        for spec in specs:
+            assert isinstance(spec, NumericSpec) and spec.left is not None
+            left = self.function(spec.left, spec.lvars)
+            right = "None" if spec.right is None else self.function(spec.right, spec.rvars)
+            members.append(f"({left}, {right})")
+        method, _, means, split, rule, seed = self._law(first, context) or ()
+        law = self.law(first.cov, context)
+        head = f"rt.{method}_group(({', '.join(members)},), {law}, {means}, split={split}, "
+        if method == "tensor":
+            return f"{head}{rule})"
+        return f"{head}samples={rule}, seed=({seed}, {ids[0]}))"
 
     def template(self, cf: ClosedForm) -> str:
         if cf.template not in self.templates:
@@ -110,7 +156,7 @@ class _Module:
             name = f"integrand{len(self.functions)}"
             args = ", ".join(v.name for v in variables)
             body = to_jax(fn, {v: v.name for v in variables})
-            self.defs.append(f"def {name}({args}):\n    return {body}\n")
+            self.defs.append(f"@rt.integrand\ndef {name}({args}):\n    return {body}\n")
             self.functions[key] = name
         return self.functions[key]
 
@@ -121,11 +167,27 @@ class _Module:
             + "])"
         )
 
+    def law(self, rows: Iterable[Iterable[sympy.Expr]], context: str) -> str:
+        """`rt.Law(entries, pattern)`: the distinct non-constant entries of a covariance, and
+        each entry as an index into them or a float constant (assembled in the compiled rule)."""
+        entries: dict[str, int] = {}
+        pattern = []
+        for row in rows:
+            out = []
+            for e in row:
+                e = sympy.sympify(e)
+                if e.is_number:
+                    out.append(repr(float(e)))
+                else:
+                    out.append(str(entries.setdefault(_print(e, context), len(entries))))
+            pattern.append(f"({', '.join(out)},)")
+        return f"rt.Law(({''.join(f'{t}, ' for t in entries)}), ({', '.join(pattern)},))"
+
     def numeric(self, spec: NumericSpec, context: str, node: int) -> str:
         """The runtime call of a numerical quantity (`NumericSpec.method` picks the rule). Its
         (value, error) result goes through `rt.track`, which keeps the error when the caller
         passes an `errors` dict; Hermite coefficients are an intermediate, not tracked."""
-        opts, nl, nr = spec.options, len(spec.lvars), len(spec.rvars)
+        opts = spec.options
         means = [_print(m, context) for m in spec.means]
         kinks_f, kinks_g = spec.kinks
         if spec.method == "mehler":  # the integrands live in the coefficient quantities
@@ -142,50 +204,31 @@ class _Module:
                 f"rt.hermite_expansion({left}, {_print(spec.cov[0][0], context)}, {means[0]}"
                 f"{kinks}{order}, tol={opts.tol!r})"
             )
-        mc = f"samples={opts.samples}, seed=({opts.seed}, {node})"
+        if node in self.groups:  # mc and tensor: the group's call is on its first member's line
+            name, index, _ = self.groups[node]
+            return f"rt.track(errors, {node}, {name}[{index}])"
         if spec.right is None:
-            if spec.method == "panel":
-                call = (
-                    f"rt.quad_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]}, "
-                    f"kinks={kinks_f!r})"
-                )
-            else:
-                cov, mean = self.matrix(spec.cov, context), f"({', '.join(means)},)"
-                call = (
-                    f"rt.tensor_mean({left}, {cov}, {mean}, degree={opts.tensor_degree(nl)})"
-                    if spec.method == "tensor"
-                    else f"rt.mc_mean({left}, {cov}, {mean}, {mc})"
-                )
+            assert spec.method == "panel", spec.method
+            call = (
+                f"rt.quad_mean({left}, {_print(spec.cov[0][0], context)}, {means[0]}, "
+                f"kinks={kinks_f!r})"
+            )
             return f"rt.track(errors, {node}, {call})"
         right = self.function(spec.right, spec.rvars)
-        if spec.method in ("split", "hermite"):
-            s11, s12, s22 = (_print(spec.cov[i][j], context) for i, j in ((0, 0), (0, 1), (1, 1)))
-            pair = f"{s11}, {s12}, {s22}"
-            if spec.method == "split":
-                call = (
-                    f"rt.split_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
-                    f"kinks_f={kinks_f!r}, kinks_g={kinks_g!r}, degree={opts.split_degree()})"
-                )
-            else:
-                call = (
-                    f"rt.hermite_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
-                    f"degree={opts.hermite_degree()})"
-                )
-            return f"rt.track(errors, {node}, {call})"
-        blocks = (
-            self.matrix([row[:nl] for row in spec.cov[:nl]], context),
-            self.matrix([row[nl:] for row in spec.cov[:nl]], context),
-            self.matrix([row[nl:] for row in spec.cov[nl:]], context),
-            f"({', '.join(means[:nl])},)",
-            f"({', '.join(means[nl:])},)",
-        )
-        rule = (
-            f"rt.tensor_pair({left}, {right}, {', '.join(blocks)}, "
-            f"degree={opts.tensor_degree(nl + nr)})"
-            if spec.method == "tensor"
-            else f"rt.mc_pair({left}, {right}, {', '.join(blocks)}, {mc})"
-        )
-        return f"rt.track(errors, {node}, {rule})"
+        s11, s12, s22 = (_print(spec.cov[i][j], context) for i, j in ((0, 0), (0, 1), (1, 1)))
+        pair = f"{s11}, {s12}, {s22}"
+        if spec.method == "split":
+            call = (
+                f"rt.split_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                f"kinks_f={kinks_f!r}, kinks_g={kinks_g!r}, degree={opts.split_degree()})"
+            )
+        else:
+            assert spec.method == "hermite", spec.method
+            call = (
+                f"rt.hermite_pair({left}, {right}, {pair}, {means[0]}, {means[1]}, "
+                f"degree={opts.hermite_degree()})"
+            )
+        return f"rt.track(errors, {node}, {call})"
 
     def lines(self, node: Node, context: str) -> list[str]:
         """The assignment of one quantity, with its meaning as a comment; a long sum is a
@@ -202,6 +245,10 @@ class _Module:
             rhs = f"{self.template(f)}({', '.join(_print(a, context) for a in f.args)})"
         elif isinstance(f, NumericSpec):
             rhs = self.numeric(f, context, node.id)
+            group = self.groups.get(node.id)
+            if group is not None and group[1] == 0:  # the group's call, then its first member
+                call = f"{group[0]} = {self.group_call(group[2], context)}"
+                return [call, f"{target} = {rhs}  # {node.label} (numerical) [{f.method}]"]
         else:
             head, rhs = print_sum(sympy.sympify(f), _names(f, context), target)
             if head:  # the last partial sum is the value
@@ -225,34 +272,53 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
     diag_roots = {k for side, k in refs(nngp) | refs(ntk) if side != "X"}
     for k in cross_nodes:
         diag_roots |= {j for side, j in refs(graph.nodes[k].formula) if side != "X"}
-    diag_nodes = closure(diag_roots, graph, ("X", "L", "R"))
+    # The diagonal context also evaluates the kernels themselves at (a, a): K(x, x) is defined
+    # there, where every covariance is a variance and every angle exactly 0, and the API writes
+    # it onto the diagonal of K(X, X).
+    kernel_nodes = {k for _, k in refs(nngp) | refs(ntk)}
+    diag_nodes = closure(diag_roots | kernel_nodes, graph, ("X", "L", "R"))
 
-    mod = _Module()
+    mod = _Module(graph)
+
+    def section(nodes: set[int], context: str) -> list[str]:
+        mod.plan([graph.nodes[k] for k in sorted(nodes)], context)
+        return [f"    {ln}" for k in sorted(nodes) for ln in mod.lines(graph.nodes[k], context)]
+
+    def record(pad: str = "    ") -> str:  # every quantity's value by node, for diagnoses
+        return f"{pad}if trace is not None:\n{pad}    rt.record(trace, locals())"
+
+    diag_lines, diag_nngp = print_sum(nngp, _names(nngp, "diagonal"), "nngp")
+    more, diag_ntk = print_sum(ntk, _names(ntk, "diagonal"), "ntk")
+    diag_lines += more
     body = [
-        "def diagonal(x, errors=None):",
+        "def diagonal(x, errors=None, trace=None):",
         '    """Per-example quantities of one batch x of shape (N, positions, d); numerical',
-        '    quantities append (value, error, ...) to errors[node] when errors is a dict."""',
-    ]
-    body += [
-        f"    {ln}" for k in sorted(diag_nodes) for ln in mod.lines(graph.nodes[k], "diagonal")
-    ]
-    body.append("    return {" + ", ".join(f"{k}: n{k}" for k in sorted(diag_roots)) + "}")
-    body += [
+        "    quantities append (value, error, ...) to errors[node] when errors is a dict; with a",
+        "    trace dict, every quantity's value is stored in trace[node]. Also the NNGP and NTK",
+        '    of each example with itself, under "nngp" and "ntk"."""',
+        *section(diag_nodes, "diagonal"),
+        record(),
+        *(f"    {line}" for line in diag_lines),
+        f"    nngp = rt.per_input(x, {diag_nngp})",
+        f"    ntk = rt.per_input(x, {diag_ntk})",
+        "    return {"
+        + ", ".join([*(f"{k}: n{k}" for k in sorted(diag_roots)), '"nngp": nngp, "ntk": ntk'])
+        + "}",
         "",
         "",
-        "def cross(x1, x2, L, R, want_ntk=True, errors=None):",
-        '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors: as in',
+        "def cross(x1, x2, L, R, want_ntk=True, errors=None, trace=None):",
+        '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors, trace: as in',
         '    `diagonal`)."""',
+        *section(nngp_nodes, "cross"),
     ]
-    body += [f"    {ln}" for k in sorted(nngp_nodes) for ln in mod.lines(graph.nodes[k], "cross")]
     # A long sum is printed as a running partial sum, a few terms a line (bitwise the same).
     lines, value = print_sum(nngp, _names(nngp, "cross"), "nngp")
     body += [f"    {line}" for line in lines] + [f"    nngp = rt.full(x1, x2, {value})"]
-    body += ["    if not want_ntk:", "        return nngp, None"]
-    body += [f"    {ln}" for k in sorted(ntk_nodes) for ln in mod.lines(graph.nodes[k], "cross")]
+    body += ["    if not want_ntk:", record(" " * 8), "        return nngp, None"]
+    body += section(ntk_nodes, "cross")
     lines, value = print_sum(ntk, _names(ntk, "cross"), "ntk")
     body += [f"    {line}" for line in lines] + [f"    ntk = rt.full(x1, x2, {value})"]
-    body.append("    return nngp, ntk")
+    body += [record(), "    return nngp, ntk"]
     out = [HEADER.format(name=name), ""]
     for d in mod.defs:
         out += ["", d]

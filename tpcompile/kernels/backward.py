@@ -61,24 +61,37 @@ def backward_coefficients(
     for ins in program.instrs:
         if type(ins) in _READS:
             _READS[type(ins)](ins, consumers)
+    # Which directly read values are functions of each G symbol, in the order of `direct`, and
+    # through which of their terms: one pass, so that each G value differentiates only its own
+    # readers, and of a sum (mean(tanh(h[t]) for t in 1..T)) only the terms it is in. The
+    # derivative of a sum is the sum of the derivatives of its terms, as sympy takes it.
+    readers: dict[sympy.Symbol, list[tuple[list[sympy.Expr], dict[str, sympy.Expr]]]]
+    readers = defaultdict(list)
+    for value, gaussians in consumers.direct.items():
+        other = program.by_name[value]
+        fn = other.fn if isinstance(other, ir.Nonlin) else ir.symbol(value)
+        where: dict[sympy.Symbol, list[sympy.Expr]] = defaultdict(list)
+        for term in sympy.Add.make_args(fn):
+            for sym in term.free_symbols:
+                where[sym].append(term)
+        for sym, its_terms in where.items():
+            readers[sym].append((its_terms, gaussians))
     grads: dict[str, dict[str, sympy.Expr]] = {}
     for ins in reversed(program.instrs):
         if ins.kind != "G":
             continue
         sym = ir.symbol(ins.out)
-        acc: dict[str, sympy.Expr] = defaultdict(lambda: sympy.Integer(0))
-        for value, gaussians in consumers.direct.items():
-            other = program.by_name[value]
-            fn = other.fn if isinstance(other, ir.Nonlin) else ir.symbol(value)
-            if sym not in fn.free_symbols:
-                continue
-            partial = sympy.diff(fn, sym)
+        # Each coefficient is summed by one Add of its terms (`+=` re-sorts at every step).
+        acc: dict[str, list[sympy.Expr]] = defaultdict(list)
+        for its_terms, gaussians in readers.get(sym, ()):
+            partial = sympy.Add(*(sympy.diff(term, sym) for term in its_terms))
             for gauss, c in gaussians.items():
-                acc[gauss] += c * partial
+                acc[gauss].append(c * partial)
         for c, user in consumers.lincombs[ins.out]:
             for gauss, coef in grads[user].items():
-                acc[gauss] += c * coef
-        grads[ins.out] = {k: v for k, v in acc.items() if v != 0}
+                acc[gauss].append(c * coef)
+        sums = {k: sympy.Add(*v) for k, v in acc.items()}
+        grads[ins.out] = {k: v for k, v in sums.items() if v != 0}
     return grads
 
 
@@ -89,13 +102,13 @@ def backward_cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
     key = ("D", frozenset(graph.backward[g].items()), frozenset(graph.backward[h].items()))
     if key in graph.memo:
         return graph.memo[key]
-    total = sympy.Integer(0)
+    summands = []  # one Add at the end: `+=` would re-sort the growing sum at every step
     for gauss_g, coef_g in graph.backward[g].items():
         for gauss_h, coef_h in graph.backward[h].items():
             c = _gaussian_cov(graph, gauss_g, gauss_h)
             if c != 0:
-                total += graph.expect(coef_g, coef_h) * c
-    return graph.node(key, total, f"D({g}, {h})")
+                summands.append(graph.expect(coef_g, coef_h) * c)
+    return graph.node(key, sympy.Add(*summands), f"D({g}, {h})")
 
 
 def _gaussian_cov(graph: KernelGraph, x: str, y: str) -> sympy.Expr:
@@ -147,12 +160,14 @@ def ntk(graph: KernelGraph) -> sympy.Expr:
     """Σ over every matrix, data matrix, bias and the readout, and every pair of uses."""
     program, param = graph.program, graph.param
     uses: dict[str, list[ir.Instr]] = defaultdict(list)
-    total = nngp(graph)  # the readout weights' and readout bias's own contribution
+    # The readout weights' and readout bias's own contribution first; the terms are summed
+    # by one Add at the end, since `+=` re-sorts the growing sum at every step.
+    summands = [nngp(graph)]
     for ins in program.instrs:
         if type(ins) in _PARAMETERS:
             term = _PARAMETERS[type(ins)](graph, ins, uses)
             if term != 0:
-                total += term
+                summands.append(term)
     for w, its in uses.items():
         var = param.ntk_factor(program.weight[w].var)
         for a in its:
@@ -160,5 +175,5 @@ def ntk(graph: KernelGraph) -> sympy.Expr:
                 d = backward_cov(graph, a.out, b.out)
                 if d == 0:
                     continue
-                total += var * d * _forward_factor(graph, a, b)
-    return total
+                summands.append(var * d * _forward_factor(graph, a, b))
+    return sympy.Add(*summands)

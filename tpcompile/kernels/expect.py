@@ -15,6 +15,7 @@ numerics, so "is it exact?" can never disagree with what is computed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,12 +33,21 @@ def expect(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> sympy.Expr:
     """E[f(Z(a)) g(Z(b))] for functions of G values (numbers allowed on either side)."""
     key = ("E", f, g)
     if key not in graph.memo:
-        total = sympy.Integer(0)
-        for cf, tf in terms(f):
-            for cg, tg in terms(g):
-                total += cf * cg * _expect_product(graph, tf, tg)
-        graph.memo[key] = total
+        # One Add of all the terms: growing a sum by `+=` re-sorts it at every step.
+        right = terms(g)
+        graph.memo[key] = sympy.Add(
+            *(
+                _scaled(cf * cg, _expect_product(graph, tf, tg))
+                for cf, tf in terms(f)
+                for cg, tg in right
+            )
+        )
     return graph.memo[key]
+
+
+def _scaled(c: sympy.Expr, e: sympy.Expr) -> sympy.Expr:
+    """c · e, without building the product when c is the integer 1 (as sympy would return e)."""
+    return e if c is sympy.S.One else c * e
 
 
 def _expect_product(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> sympy.Expr:
@@ -55,7 +65,7 @@ def _independent_groups(
     factors += [("R", x) for x in sympy.Mul.make_args(g) if not x.is_number]
     groups: list[tuple[set[str], list[tuple[str, sympy.Expr]]]] = []
     for side, x in factors:
-        src = set().union(*(sources(graph, s.name) for s in x.free_symbols))
+        src = set(_factor_sources(graph, x))
         merged = [grp for grp in groups if grp[0] & src]
         for grp in merged:
             groups.remove(grp)
@@ -69,6 +79,15 @@ def _independent_groups(
         )
         for _, members in groups
     ]
+
+
+def _factor_sources(graph: KernelGraph, x: sympy.Expr) -> frozenset[str]:
+    """The random families of one factor; memoised, since a factor such as tanh(h[t]) meets
+    every other value of a recurrence."""
+    key = ("sources", x)
+    if key not in graph.facts:
+        graph.facts[key] = frozenset().union(*(sources(graph, s.name) for s in x.free_symbols))
+    return graph.facts[key]
 
 
 # ---- the reduction order ------------------------------------------------------------------------
@@ -199,11 +218,35 @@ REDUCTIONS: tuple[Reduction, ...] = (
 
 
 def _reduce(graph: KernelGraph, q: Query) -> tuple[Reduction, Formula]:
-    for rule in REDUCTIONS:
-        if (q.is_mean and rule.pairs_only) or not rule.applies(graph, q):
-            continue
-        return rule, rule.build(graph, q)
-    raise AssertionError("the numeric rule applies to everything")
+    rule = _rule(graph, q)
+    return rule, rule.build(graph, q)
+
+
+def _rule(graph: KernelGraph, q: Query) -> Reduction:
+    """The first rule of `REDUCTIONS` that applies to q.
+
+    Which rule applies depends only on the shape of f and g and on which of their variables have
+    mean zero, not on the names of the variables: E[tanh(h[t]) tanh(h[s])'] meets the same rule
+    for every t and s. So the choice is memoised on q with its variables renamed canonically (a
+    renaming of all variables at once, so a variable shared by both sides stays shared), and the
+    symbolic tests (parity, expansion, the table's lookup) run once per shape.
+    """
+    symbols = sorted(set(q.fv) | set(q.gv), key=lambda s: s.name)
+    rename = {s: sympy.Symbol(f"_z{i}", **s.assumptions0) for i, s in enumerate(symbols)}
+    key = (
+        "rule",
+        q.f.xreplace(rename),
+        q.g.xreplace(rename),
+        tuple(q.means[s] == 0 for s in symbols),
+        q.is_mean,
+    )
+    if key not in graph.facts:
+        graph.facts[key] = next(
+            i
+            for i, rule in enumerate(REDUCTIONS)
+            if not (q.is_mean and rule.pairs_only) and rule.applies(graph, q)
+        )
+    return REDUCTIONS[graph.facts[key]]
 
 
 def is_exact(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> bool:
@@ -229,7 +272,7 @@ def _expect_group(graph: KernelGraph, f: sympy.Expr, g: sympy.Expr) -> sympy.Exp
     rule, formula = _reduce(graph, q)
     if rule.name == "expand":  # a sum of other quantities, not a quantity of its own
         return graph.memo.setdefault(key, formula)
-    return graph.node(key, formula, f"E[{ir.format_expr(f)} · {ir.format_expr(g)}']")
+    return graph.node(key, formula, f"E[{_text(f)} · {_text(g)}']")
 
 
 def mean_of(graph: KernelGraph, f: sympy.Expr) -> sympy.Expr:
@@ -238,4 +281,10 @@ def mean_of(graph: KernelGraph, f: sympy.Expr) -> sympy.Expr:
     if key in graph.memo:
         return graph.memo[key]
     _, formula = _reduce(graph, _query(graph, f, sympy.S.One))
-    return graph.node(key, formula, f"E[{ir.format_expr(f)}]", diagonal_only=True)
+    return graph.node(key, formula, f"E[{_text(f)}]", diagonal_only=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(f: sympy.Expr) -> str:
+    """`ir.format_expr`, cached: a function is named in the label of every pair it meets."""
+    return ir.format_expr(f)

@@ -26,12 +26,16 @@ _ZERO = sympy.Integer(0)
 
 def mean(graph: KernelGraph, g: str) -> sympy.Expr:
     """E[Z^g]: a bias's mean, propagated through linear combinations; 0 for matmuls."""
-    ins = graph.instr(g)
-    if isinstance(ins, ir.Bias):
-        return ins.mean
-    if isinstance(ins, ir.LinComb):
-        return ins.const + sum((c * mean(graph, v) for c, v in ins.terms), _ZERO)
-    return _ZERO
+    key = ("mu", g)  # memoised: a recurrence's linear combinations nest T deep
+    if key not in graph.facts:
+        ins = graph.instr(g)
+        if isinstance(ins, ir.Bias):
+            graph.facts[key] = ins.mean
+        elif isinstance(ins, ir.LinComb):
+            graph.facts[key] = ins.const + sum((c * mean(graph, v) for c, v in ins.terms), _ZERO)
+        else:
+            graph.facts[key] = _ZERO
+    return graph.facts[key]
 
 
 _SOURCES: dict[type, Callable[[KernelGraph, ir.Instr], frozenset[str]]] = {

@@ -46,10 +46,17 @@ class Ref(sympy.Symbol):
     node: int
 
     def __new__(cls, side: str, node: int) -> Ref:
-        if side not in SIDES:
-            raise ValueError(f"a reference's side is one of {SIDES}, got {side!r}")
-        obj = super().__xnew__(cls, f"{side}{node}")
-        obj.side, obj.node = side, int(node)
+        # One object per reference: the rules ask for the same references again and again
+        # (every entry of a numerical quantity's covariance is one), and a sympy symbol is
+        # slow to build.
+        key = (side, int(node))
+        obj = _REFS.get(key)
+        if obj is None:
+            if side not in SIDES:
+                raise ValueError(f"a reference's side is one of {SIDES}, got {side!r}")
+            obj = super().__xnew__(cls, f"{side}{node}")
+            obj.side, obj.node = key
+            _REFS[key] = obj
         return obj
 
     def __getnewargs_ex__(self) -> tuple[tuple[str, int], dict[str, Any]]:
@@ -57,6 +64,9 @@ class Ref(sympy.Symbol):
 
     def _hashable_content(self) -> tuple[Any, ...]:
         return (self.side, self.node)
+
+
+_REFS: dict[tuple[str, int], Ref] = {}
 
 
 def side_symbol(side: str, k: int) -> Ref:
@@ -106,11 +116,19 @@ def refs(expr: object) -> set[tuple[str, int]]:
         parts = [expr]
     else:
         parts = []
-    return {(r.side, r.node) for part in parts for r in sympy.sympify(part).atoms(Ref)}
+    out: set[tuple[str, int]] = set()
+    for part in parts:
+        if isinstance(part, Ref):  # most entries of a numerical quantity's covariance
+            out.add((part.side, part.node))
+        elif not (isinstance(part, sympy.Basic) and part.is_Number):
+            out.update((r.side, r.node) for r in sympy.sympify(part).atoms(Ref))
+    return out
 
 
 def to_side(expr: sympy.Expr, side: str) -> sympy.Expr:
     """Read a pair quantity at (a, a) ('L') or (b, b) ('R'): every reference moves there."""
+    if isinstance(expr, Ref):  # the common case, without a walk of the tree
+        return Ref(side, expr.node)
     if not isinstance(expr, sympy.Basic) or expr.is_number:
         return expr
     return expr.xreplace({r: Ref(side, r.node) for r in expr.atoms(Ref)})
@@ -135,6 +153,8 @@ class KernelGraph:
     nodes: list[Node] = field(default_factory=list)
     memo: dict[tuple, sympy.Expr] = field(default_factory=dict)
     sources_cache: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: memoised facts that are not quantities (a rule's choice, a factor's sources, a mean)
+    facts: dict[tuple, Any] = field(default_factory=dict)
     backward: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
 
     def node(

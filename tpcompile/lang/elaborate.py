@@ -9,6 +9,7 @@ the offending source.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -16,7 +17,9 @@ import sympy
 
 from tpcompile import ir
 from tpcompile.errors import Span, TPError, did_you_mean
+from tpcompile.lang import limits
 from tpcompile.lang import syntax as S
+from tpcompile.lang import values as _values
 from tpcompile.lang.builtins import RULES
 from tpcompile.lang.expressions import ExpressionEvaluator
 from tpcompile.lang.values import Data, Family, Mat, Meaning, Num, Vec, describe, to_number
@@ -99,6 +102,7 @@ class Elaborator(ExpressionEvaluator):
                     if hi < lo:
                         raise TPError(f"the input range {lo}..{hi} is empty", r.span)
                 shape = tuple(hi - lo + 1 for lo, hi in bounds)
+                _check_input_size(shape, span)
                 self.input = ir.Input(name, shape, tuple(lo for lo, _ in bounds), span)
             case S.DeclStmt(kind, name, ranges, dist, span):
                 self._fresh_name(name, span)
@@ -110,6 +114,15 @@ class Elaborator(ExpressionEvaluator):
                         "write N(0, var); the second number is the variance",
                     )
                 bounds = tuple(self.range_(r) for r in ranges)
+                size = math.prod(max(0, hi - lo + 1) for lo, hi in bounds)
+                if size > limits.MAX_FAMILY:
+                    raise TPError(
+                        f"the family `{name}` has {size} elements, more than the limit of "
+                        f"{limits.MAX_FAMILY}",
+                        span,
+                        "every element used is an instruction (at most "
+                        f"{_values.MAX_INSTRUCTIONS}); check the ranges",
+                    )
                 self.families[name] = Family(kind, name, bounds, mean, var, span)
             case S.ReadoutStmt(dist, span):
                 if self.readout is not None:
@@ -139,6 +152,7 @@ class Elaborator(ExpressionEvaluator):
                 self._fresh_name(var, rng.span)
                 self._check_trip_count(lo, hi, rng.span)
                 for i in range(lo, hi + 1):
+                    self.step(rng.span, loop=True)
                     with self.scope({var: Num(sympy.Integer(i))}):
                         for inner in body:
                             self.stmt(inner, top=False)
@@ -151,6 +165,29 @@ class Elaborator(ExpressionEvaluator):
                         f"the output must be a vector, not {describe(meaning)}", value.span
                     )
                 self.output = self.materialize(meaning, value.span)
+
+    def distributions(self, e: S.Expr, most: int) -> list[tuple[sympy.Expr, sympy.Expr]]:
+        pieces = [e]
+        if most > 1 and isinstance(e, S.BinOp) and e.op == "+":
+            pieces = [e.left, e.right]
+        out = []
+        for p in pieces:
+            if not (isinstance(p, S.Call) and p.func == "N" and len(p.args) == 2):
+                raise TPError(
+                    "expected a distribution N(mean, var)",
+                    p.span,
+                    "the readout may add a scalar bias: `readout ~ N(0, 1) + N(0, 0.1)`"
+                    if most > 1
+                    else "e.g. `weight W ~ N(0, 2.0)`; the second number is the variance",
+                )
+            mean = self.number(p.args[0], "a mean")
+            var = self.number(p.args[1], "a variance")
+            limits.finite(mean, "the mean", p.args[0].span)
+            limits.finite(var, "the variance", p.args[1].span)
+            if not (var.is_real and var >= 0):
+                raise TPError("a variance must be a number >= 0", p.args[1].span)
+            out.append((mean, var))
+        return out
 
     def _declared(self, name: str) -> bool:
         return (
@@ -238,6 +275,23 @@ class Elaborator(ExpressionEvaluator):
         if self.input is not None:
             known.append(self.input.name)
         raise TPError(f"unknown name `{name}`", span, did_you_mean(name, known))
+
+
+def _check_input_size(shape: tuple[int, ...], span: Span) -> None:
+    if len(shape) > limits.MAX_INPUT_AXES:
+        raise TPError(
+            f"the input has {len(shape)} index ranges, more than the limit of "
+            f"{limits.MAX_INPUT_AXES}",
+            span,
+        )
+    positions = math.prod(shape)
+    if positions > limits.MAX_POSITIONS:
+        raise TPError(
+            f"the input has {positions} positions, more than the limit of {limits.MAX_POSITIONS}",
+            span,
+            "the data holds one d-vector per position for every example (65 536 is a 256×256 "
+            "image), and kernels compare every pair of positions; check the ranges",
+        )
 
 
 def elaborate(module: S.Module, params: Mapping[str, object] | None = None) -> ir.Program:

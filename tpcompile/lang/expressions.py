@@ -9,17 +9,18 @@ comprehensions are unrolled. Name resolution is the elaborator's (`lookup`), whi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import sympy
 
 from tpcompile import ir
 from tpcompile.errors import Span, TPError
+from tpcompile.lang import limits
 from tpcompile.lang import syntax as S
 from tpcompile.lang import values as _values
+from tpcompile.lang.arith import add_all, arith, left_chain
 from tpcompile.lang.builtins import RULES
 from tpcompile.lang.values import (
-    MAX_EXPONENT,
-    RANK,
     Data,
     Family,
     Mat,
@@ -33,6 +34,8 @@ from tpcompile.lang.values import (
     number,
     payload,
 )
+
+M = TypeVar("M", bound=Meaning)
 
 
 class ExpressionEvaluator(ProgramBuilder):
@@ -106,33 +109,53 @@ class ExpressionEvaluator(ProgramBuilder):
     def _check_trip_count(self, lo: int, hi: int, span: Span) -> None:
         if hi - lo + 1 > _values.MAX_INSTRUCTIONS:
             raise TPError(
-                f"the range {lo}..{hi} has more than {_values.MAX_INSTRUCTIONS} elements", span
+                f"the range {limits.show_int(lo)}..{limits.show_int(hi)} has more than "
+                f"{_values.MAX_INSTRUCTIONS} elements",
+                span,
             )
 
-    def distributions(self, e: S.Expr, most: int) -> list[tuple[sympy.Expr, sympy.Expr]]:
-        pieces = [e]
-        if most > 1 and isinstance(e, S.BinOp) and e.op == "+":
-            pieces = [e.left, e.right]
-        out = []
-        for p in pieces:
-            if not (isinstance(p, S.Call) and p.func == "N" and len(p.args) == 2):
+    def step(self, span: Span, loop: bool = False) -> None:
+        """Count one unit of unrolling work: a loop iteration or an evaluated expression."""
+        self.steps += 1
+        if self.steps > limits.MAX_STEPS:
+            if loop:
                 raise TPError(
-                    "expected a distribution N(mean, var)",
-                    p.span,
-                    "the readout may add a scalar bias: `readout ~ N(0, 1) + N(0, 0.1)`"
-                    if most > 1
-                    else "e.g. `weight W ~ N(0, 2.0)`; the second number is the variance",
+                    f"the loops run more than {limits.MAX_STEPS} iterations in total",
+                    span,
+                    "nested loops multiply: check this loop's bounds and those around it",
                 )
-            mean = self.number(p.args[0], "a mean")
-            var = self.number(p.args[1], "a variance")
-            if not (var.is_real and var >= 0):
-                raise TPError("a variance must be a number >= 0", p.args[1].span)
-            out.append((mean, var))
-        return out
+            raise limits.LimitError(
+                f"unrolling the program takes more than {limits.MAX_STEPS} steps",
+                span,
+                "loops, comprehensions and inlined defs multiply; a def that calls another "
+                "def twice doubles the work at every level",
+            )
 
     def ev(self, e: S.Expr) -> Meaning:
+        """The meaning of `e`, within the limits of `limits.py` (nesting, work, sizes)."""
         method: Callable[[S.Expr], Meaning] = getattr(self, "ev_" + type(e).__name__)
-        return method(e)
+        self.step(e.span)
+        if self.nesting >= limits.MAX_NESTING:  # only inlined defs get here: parse checks the rest
+            raise limits.LimitError(
+                f"expressions nest more than {limits.MAX_NESTING} levels deep here, counting "
+                "inlined defs",
+                e.span,
+                "a def's body is inlined at each call; name intermediate values to flatten it",
+            )
+        self.nesting += 1
+        try:
+            meaning = method(e)
+        finally:
+            self.nesting -= 1
+        return self.checked(meaning, e.span)
+
+    def checked(self, meaning: M, span: Span) -> M:
+        """`meaning`, once its number or expression is within the limits of `limits.py`."""
+        if isinstance(meaning, Num):
+            limits.check_number(meaning.value, span)
+        elif isinstance(meaning, Vec | Scal):
+            self.expr_limits.check(meaning.expr, span)
+        return meaning
 
     def ev_Number(self, e: S.Number) -> Meaning:
         return Num(number(e.text, e.span))
@@ -196,12 +219,31 @@ class ExpressionEvaluator(ProgramBuilder):
         return type(value)(-payload(value))
 
     def ev_BinOp(self, e: S.BinOp) -> Meaning:
-        left, right = self.ev(e.left), self.ev(e.right)
-        if e.op == "@":
-            return self.matmul(left, right, e)
-        left = self._operand(left, e.left, e.op)
-        right = self._operand(right, e.right, e.op)
-        return self.arith(e.op, left, right, e)
+        if e.op in ("@", "**"):
+            left, right = self.ev(e.left), self.ev(e.right)
+            if e.op == "@":
+                return self.matmul(left, right, e)
+            left = self._operand(left, e.left, e.op)
+            return arith(e.op, left, self._operand(right, e.right, e.op), e)
+        # A chain `a + b - c * d ...` (Lark nests it to the left, one level per operator) is
+        # folded by this loop, left to right, and each run of `+ -` is added in one Add.
+        first, chain = left_chain(e)
+        head = self.ev(first)
+        acc: Num | Vec | Scal | None = None
+        terms: list[tuple[int, Num | Vec | Scal]] = []
+        for node in chain:
+            right = self.ev(node.right)  # both sides are evaluated before either is checked
+            if acc is None:
+                acc = self._operand(head, first, node.op)
+            right = self._operand(right, node.right, node.op)
+            if node.op in ("+", "-"):
+                terms = terms or [(1, acc)]
+                terms.append((1 if node.op == "+" else -1, right))
+                continue
+            if terms:
+                acc, terms = add_all(terms), []
+            acc = self.checked(arith(node.op, acc, right, node), node.span)  # 1e400 * 1e400 * ...
+        return add_all(terms) if terms else (acc if acc is not None else head)
 
     def _operand(self, m: Meaning, node: S.Expr, op: str) -> Num | Vec | Scal:
         if isinstance(m, Data):
@@ -217,47 +259,6 @@ class ExpressionEvaluator(ProgramBuilder):
                 "matrices only multiply vectors: `W @ h`",
             )
         return m
-
-    def arith(self, op: str, a: Num | Vec | Scal, b: Num | Vec | Scal, e: S.BinOp) -> Meaning:
-        x, y = payload(a), payload(b)
-        rank = max(RANK[type(a)], RANK[type(b)])
-        result_type = {0: Num, 1: Scal, 2: Vec}[rank]
-        if op in ("+", "-"):
-            return result_type(x + y if op == "+" else x - y)
-        if op == "*":
-            return result_type(x * y)
-        if op == "/":
-            if isinstance(b, Vec):
-                raise TPError(
-                    "division by a vector",
-                    e.right.span,
-                    "divide by numbers or scalars (e.g. avg(...)); for 1/h use a def",
-                )
-            if isinstance(b, Num) and y == 0:
-                raise TPError("division by zero", e.right.span)
-            return result_type(x / y)
-        if op in ("//", "%"):
-            if not (isinstance(a, Num) and isinstance(b, Num)):
-                raise TPError(f"`{op}` is for numbers (index arithmetic)", e.span)
-            if y == 0:
-                raise TPError("division by zero", e.right.span)
-            return Num(sympy.floor(x / y) if op == "//" else sympy.Mod(x, y))
-        assert op == "**"
-        if not isinstance(b, Num):
-            raise TPError(f"an exponent must be a number, not {describe(b)}", e.right.span)
-        if isinstance(a, Vec) and not (y.is_Integer and y >= 0):
-            raise TPError(
-                "a vector's power must be a whole number >= 0",
-                e.right.span,
-                "use relu_pow(h, k) for powers of relu",
-            )
-        if isinstance(a, Num) and x == 0 and y.is_negative:
-            raise TPError("division by zero", e.span)
-        if not (y.is_real and abs(y) <= (64 if isinstance(a, Vec) else MAX_EXPONENT)):
-            raise TPError("this exponent is too large", e.right.span)
-        if isinstance(a, Num) and abs(x) > 1 and float(y) * float(sympy.log(abs(x), 10)) > 400:
-            raise TPError("this number is out of range", e.span)
-        return result_type(x**y)
 
     def ev_Compare(self, e: S.Compare) -> Meaning:
         raise TPError(
@@ -279,9 +280,12 @@ class ExpressionEvaluator(ProgramBuilder):
             a = self.number(e.left, "a compared value")
             b = self.number(e.right, "a compared value")
             ops = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge}
-            if e.op in ops:
-                return bool(ops[e.op](a, b))
-            return bool(sympy.Eq(a, b)) == (e.op == "==")
+            try:
+                if e.op in ops:
+                    return bool(ops[e.op](a, b))
+                return bool(sympy.Eq(a, b)) == (e.op == "==")
+            except TypeError:  # sympy could not decide, e.g. between transcendental numbers
+                raise TPError("this comparison cannot be decided exactly", e.span) from None
         raise TPError("a filter must be a comparison", e.span, "e.g. `if 1 <= p + k - 2`")
 
     def ev_Comprehension(self, e: S.Comprehension) -> Meaning:
@@ -295,19 +299,18 @@ class ExpressionEvaluator(ProgramBuilder):
         if any(e.var in s for s in self.scopes) or e.var in self.params:
             raise TPError(f"`{e.var}` is already defined", e.range.span)
         self._check_trip_count(lo, hi, e.range.span)
-        total: Meaning | None = None
-        count = 0
+        terms: list[tuple[int, Num | Vec | Scal]] = []
         for i in range(lo, hi + 1):
+            self.step(e.range.span, loop=True)
             with self.scope({e.var: Num(sympy.Integer(i))}):
                 if e.cond is not None and not self.condition(e.cond):
                     continue
-                term = self._operand(self.ev(e.body), e.body, e.func)
-            total = term if total is None else self.arith("+", total, term, _fake_binop(e))
-            count += 1
-        if total is None:
+                terms.append((1, self._operand(self.ev(e.body), e.body, e.func)))
+        if not terms:
             raise TPError(f"this {e.func}(...) has no terms", e.span, "check its range and filter")
+        total = add_all(terms)
         if e.func == "mean":
-            return type(total)(payload(total) / count)
+            return type(total)(payload(total) / len(terms))
         return total
 
     def ev_Call(self, e: S.Call) -> Meaning:
@@ -379,10 +382,11 @@ class ExpressionEvaluator(ProgramBuilder):
         saved, self.scopes = self.scopes, [args]  # a def sees its parameters and globals only
         try:
             return self.ev(d.body)
+        except limits.LimitError as err:
+            if len(self.call_stack) == 1:  # blame the outermost call, not a def's body
+                err.span, err.message = e.span, f"{err.message} (inlining `{e.func}`)"
+                err.args = (err.message,)
+            raise
         finally:
             self.scopes = saved
             self.call_stack.pop()
-
-
-def _fake_binop(e: S.Comprehension) -> S.BinOp:
-    return S.BinOp("+", e.body, e.body, e.span)

@@ -9,6 +9,7 @@ here: that is the elaborator's job.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Callable, Iterator
 from importlib import resources
 
@@ -17,6 +18,7 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from tpcompile.errors import Span, TPError
+from tpcompile.lang import limits
 from tpcompile.lang import syntax as S
 
 
@@ -56,7 +58,35 @@ def parse(source: str) -> S.Module:
         tree = _parser().parse(source if source.endswith("\n") else source + "\n")
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source) from None
+    _check_nesting(tree)  # the conversion below recurses once per level
     return S.Module(tuple(_stmt(child) for child in tree.children))
+
+
+def _check_nesting(tree: Tree) -> None:
+    """Refuse trees nested deeper than `limits.MAX_NESTING`, walking them without recursion.
+
+    Lark's LALR parser builds any depth iteratively; a flat chain `a + b + c` (nested to the
+    left by the grammar) counts as one level, because `_binop` and the evaluator loop over it.
+    """
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.MAX_NESTING:
+            what = {"call": "calls", "comprehension": "calls", "for_": "loops"}.get(
+                str(node.data), "expressions"
+            )
+            raise TPError(
+                f"{what} nest more than {limits.MAX_NESTING} levels deep here",
+                _span(node.children[0]) if node.data == "call" else Span.point(*_start(node)),
+                None
+                if what == "loops"
+                else "name intermediate values (h1 = relu(...), then h2 = relu(h1)) to flatten "
+                "deep expressions",
+            )
+        for i, child in enumerate(node.children):
+            if isinstance(child, Tree):
+                flat = i == 0 and child.data == node.data == "binop"
+                stack.append((child, depth if flat else depth + 1))
 
 
 # ---- syntax errors -----------------------------------------------------------------------------
@@ -78,6 +108,17 @@ _TOKEN_WORDS = {
     "MUL": "an operator",
     "COMPARE": "a comparison",
     "$END": "the end of the program",
+}
+
+
+# Characters that word processors substitute for ASCII ones.
+_LOOKALIKES = {
+    "\u2212": "this is a Unicode minus sign; write `-`",
+    "\u2013": "this is a dash; write `-`",
+    "\u00d7": "write `*` to multiply (or `@` for a matrix)",
+    "\u00a0": "this is a non-breaking space; write an ordinary space",
+    "\ufeff": "this is a byte-order mark; save the text without it",
+    "\u2026": "this is an ellipsis character; ranges are written 1..3",
 }
 
 
@@ -107,10 +148,20 @@ def _end_of_program(expected: set[str], source: str) -> TPError:
 def _syntax_error(exc: UnexpectedInput, source: str) -> TPError:
     if isinstance(exc, UnexpectedCharacters):
         char = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else "?"
-        hint = "strings are not part of the language" if char in "\"'" else None
+        hint = "strings are not part of the language" if char in "\"'‘’“”" else None
         if char == "." and source[exc.pos_in_stream : exc.pos_in_stream + 2] != "..":
             hint = "numbers are written like 0.5 (a digit before the point); ranges like 1..3"
-        return TPError(f"unexpected character `{char}`", Span.point(exc.line, exc.column), hint)
+        shown = f"`{char}`"
+        if not char.isascii() or not char.isprintable():
+            shown = f"U+{ord(char):04X} ({unicodedata.name(char, 'a control character')})"
+            hint = hint or _LOOKALIKES.get(
+                char,
+                "outside comments, programs are plain ASCII"
+                if not char.isascii()
+                else "control characters are not part of the language",
+            )
+            shown = shown if char.isspace() or not char.isprintable() else f"`{char}` {shown}"
+        return TPError(f"unexpected character {shown}", Span.point(exc.line, exc.column), hint)
     if isinstance(exc, UnexpectedEOF):
         return _end_of_program(set(exc.expected), source)
     assert isinstance(exc, UnexpectedToken)
@@ -143,6 +194,10 @@ def _span(node: Tree | Token) -> Span:
         return Span(node.line, node.column, node.end_line or node.line, node.end_column or 0)
     m = node.meta
     return Span(m.line, m.column, m.end_line, m.end_column)
+
+
+def _start(node: Tree) -> tuple[int, int]:
+    return node.meta.line, node.meta.column
 
 
 def _tokens(tree: Tree, kind: str) -> list[Token]:
@@ -215,6 +270,18 @@ def _comprehension(ch: list, span: Span) -> S.Expr:
     )
 
 
+def _binop(ch: list, span: Span) -> S.Expr:
+    """A left-nested chain `a + b - c ...`, converted by a loop: it may be thousands long."""
+    chain = [(ch, span)]
+    while isinstance(ch[0], Tree) and ch[0].data == "binop":
+        ch, span = ch[0].children, _span(ch[0])
+        chain.append((ch, span))
+    result = _expr(chain[-1][0][0])
+    for ch, span in reversed(chain):
+        result = S.BinOp(ch[1].value, result, _expr(ch[2]), span)
+    return result
+
+
 # One converter per expression rule of the grammar.
 _EXPRESSIONS: dict[str, Callable[[list, Span], S.Expr]] = {
     "number": lambda ch, span: S.Number(ch[0].value, span),
@@ -224,7 +291,7 @@ _EXPRESSIONS: dict[str, Callable[[list, Span], S.Expr]] = {
         ch[0].value, tuple(_expr(c) for c in ch[1:]), span, _span(ch[0])
     ),
     "comprehension": _comprehension,
-    "binop": lambda ch, span: S.BinOp(ch[1].value, _expr(ch[0]), _expr(ch[2]), span),
+    "binop": lambda ch, span: _binop(ch, span),
     "matmul": lambda ch, span: S.BinOp("@", _expr(ch[0]), _expr(ch[1]), span),
     "power": lambda ch, span: S.BinOp("**", _expr(ch[0]), _expr(ch[1]), span),
     "unary": lambda ch, span: S.Unary(ch[0].value, _expr(ch[1]), span),

@@ -10,12 +10,16 @@ becomes a `Nonlin`, its nested functions composed into one sympy expression.
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import dataclass, replace
 
 import sympy
 
 from tpcompile import ir
 from tpcompile.errors import Span, TPError
+from tpcompile.lang import limits
 
 
 @dataclass(frozen=True)
@@ -71,31 +75,72 @@ MAX_INSTRUCTIONS = 50_000
 
 MAX_EXPONENT = 400
 
+_EXPAND_CAP = 10_000
+
 
 def number(text: str, span: Span | None = None) -> sympy.Expr:
     """An exact number from its decimal spelling ("0.1" is exactly 1/10)."""
-    _, _, exponent = text.lower().partition("e")
-    if exponent and abs(int(exponent)) > MAX_EXPONENT:
-        raise TPError(f"the number {text} is out of range", span)
+    mantissa, _, exponent = text.lower().partition("e")
+    whole, _, fraction = mantissa.lstrip("+-").partition(".")
+    digits = len(whole.lstrip("0")) + len(fraction)
+    if digits > limits.MAX_DIGITS or len(exponent) > 6 or abs(int(exponent or 0)) > MAX_EXPONENT:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise TPError(
+            f"the number {shown} is out of range",
+            span,
+            f"numbers have at most {limits.MAX_DIGITS} digits and exponents up to {MAX_EXPONENT}",
+        )
     return sympy.Rational(text)
 
 
+# A param's value from Python or the command line: signed decimal, optionally a fraction.
+_DECIMAL = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
 def to_number(value: object, name: str) -> sympy.Expr:
-    """A param override from Python or the command line, as an exact number."""
-    if isinstance(value, bool):
-        raise TPError(f"param `{name}` must be a number, got {value!r}")
-    if isinstance(value, int):
-        return sympy.Integer(value)
-    if isinstance(value, float):
-        return sympy.Rational(repr(value))
-    if isinstance(value, sympy.Expr) and value.is_number:
-        return value
-    if isinstance(value, str):
-        try:
-            return sympy.Rational(value.strip())
-        except (TypeError, ValueError, SyntaxError):
-            pass
-    raise TPError(f"param `{name}` must be a number, got {value!r}", hint="e.g. -D L=5")
+    """A param override from Python or the command line, as an exact number.
+
+    Python and NumPy integers and floats are accepted (`np.int64(5)` from an array of sweeps);
+    booleans are not numbers here, however Python counts them.
+    """
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        raise TPError(f"param `{name}` must be a number, got the boolean {value!r}")
+    result: sympy.Expr | None = None
+    if isinstance(value, sympy.Expr):
+        result = value if value.is_number else None
+    elif isinstance(value, str):
+        result = _parse_decimal(value.strip(), name)
+    elif isinstance(value, numbers.Integral):
+        result = sympy.Integer(int(value))
+    elif isinstance(value, numbers.Rational):  # fractions.Fraction
+        result = sympy.Rational(int(value.numerator), int(value.denominator))
+    elif isinstance(value, numbers.Real):  # float, numpy floats: their shortest decimal
+        if not math.isfinite(float(value)):
+            raise TPError(f"param `{name}` must be a finite number, got {value!r}")
+        text = repr(value) if isinstance(value, float) else str(value)
+        result = _parse_decimal(text, name) if _DECIMAL.fullmatch(text) else None
+        result = result if result is not None else sympy.Rational(repr(float(value)))
+    if result is None:
+        raise TPError(f"param `{name}` must be a number, got {value!r}", hint="e.g. -D L=5")
+    try:
+        limits.check_number(result, None)
+    except TPError as err:
+        raise TPError(f"param `{name}`: {err.message}", hint=err.hint) from None
+    return result
+
+
+def _parse_decimal(text: str, name: str) -> sympy.Expr | None:
+    top, slash, bottom = text.partition("/")
+    if not _DECIMAL.fullmatch(top) or (slash and not _DECIMAL.fullmatch(bottom)):
+        return None
+    try:
+        value = number(top)
+        if slash:
+            divisor = number(bottom)
+            value = value / divisor if divisor != 0 else None
+    except TPError as err:
+        raise TPError(f"param `{name}`: {err.message}", hint=err.hint) from None
+    return value
 
 
 def as_int(value: sympy.Expr) -> int | None:
@@ -130,9 +175,13 @@ class ProgramBuilder:
         self.families: dict[str, Family] = {}
         self.instrs: list[ir.Instr] = []
         self.memo: dict[tuple, str] = {}
+        self.memo_keys: dict[str, list[tuple]] = {}  # value -> its keys in memo (for renames)
         self.weights: dict[str, ir.Weight] = {}
         self.kinds: dict[str, str] = {}  # value name -> G/H/C
         self.temps = 0
+        self.expr_limits = limits.ExprLimits()
+        self.steps = 0  # unrolling work so far (limits.MAX_STEPS)
+        self.nesting = 0  # expressions being evaluated, inlined defs included
 
     def bind(self, key: str, meaning: Vec | Scal, mark: int, span: Span) -> Meaning:
         """Create the named instruction for an assignment; returns what the name now means."""
@@ -154,9 +203,11 @@ class ProgramBuilder:
         old = self.instrs[-1]
         self.instrs[-1] = replace(old, out=new)
         self.kinds[new] = self.kinds.pop(old.out)
-        for k, v in self.memo.items():
-            if v == old.out:
-                self.memo[k] = new
+        # Through the reverse index: scanning all of memo made long programs quadratic.
+        keys = self.memo_keys.pop(old.out, [])
+        for k in keys:
+            self.memo[k] = new
+        self.memo_keys[new] = keys
 
     def _emit(self, instr: ir.Instr, memo_key: tuple | None) -> str:
         if len(self.instrs) >= MAX_INSTRUCTIONS:
@@ -167,8 +218,9 @@ class ProgramBuilder:
             )
         self.instrs.append(instr)
         self.kinds[instr.out] = instr.kind
-        if memo_key is not None:
-            self.memo.setdefault(memo_key, instr.out)
+        if memo_key is not None and memo_key not in self.memo:
+            self.memo[memo_key] = instr.out
+            self.memo_keys.setdefault(instr.out, []).append(memo_key)
         return instr.out
 
     def _temp(self) -> str:
@@ -185,11 +237,18 @@ class ProgramBuilder:
         names = self._args(expr)
         if any(self.kinds[n] != "G" for n in names):
             return None
+        read = _read_affine(expr, names)
+        if read is not None:  # the common case, read off without sympy's diff, Poly and subs
+            return read
         # Structurally a polynomial of degree <= 1, not just "constant derivatives": step's
         # derivative is 0 by the autodiff convention, which would make step(g) look constant.
         symbols = [ir.symbol(n) for n in names]
+        # Poly expands: `(g1 + ... + g6)**64` would have millions of terms, so a polynomial
+        # too large to expand is taken as nonlinear (it is, unless its terms cancel).
         if symbols and not (
-            expr.is_polynomial(*symbols) and sympy.Poly(expr, *symbols).total_degree() <= 1
+            expr.is_polynomial(*symbols)
+            and limits.expansion_size(expr, _EXPAND_CAP) < _EXPAND_CAP
+            and sympy.Poly(expr, *symbols).total_degree() <= 1
         ):
             return None
         terms = []
@@ -251,3 +310,23 @@ class ProgramBuilder:
         if key not in self.memo:
             self._emit(ir.Moment(self._temp(), expr, self._args(expr), span), key)
         return ir.symbol(self.memo[key])
+
+
+def _read_affine(
+    expr: sympy.Expr, names: tuple[str, ...]
+) -> tuple[tuple[tuple[sympy.Expr, str], ...], sympy.Expr] | None:
+    """(terms, const) of `c0 + c1*g1 + ...` with number c's, read from its canonical form; None
+    for any other form (then `affine` decides the slow way, with the same result)."""
+    coefs: dict[str, sympy.Expr] = {}
+    const: sympy.Expr = sympy.Integer(0)
+    for part in expr.args if expr.is_Add else (expr,):
+        coef, rest = part.as_coeff_Mul()
+        if rest is sympy.S.One:
+            const += coef
+        elif rest.is_Symbol and rest.name not in coefs:
+            coefs[rest.name] = coef
+        else:
+            return None
+    if len(coefs) != len(names):
+        return None
+    return tuple((coefs[n], n) for n in names), const

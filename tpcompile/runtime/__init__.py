@@ -9,9 +9,11 @@ Gaussian expectations chosen by the analysis (`kernels/plan.py`, THEORY.md §6),
   (`mehler_pair`) for one-variable functions with a smooth side;
 - `quadrature`: the 1-D panel rule (`quad_mean`), the split 2-D rule for kinked functions
   (`split_pair`), and plain 2-D Gauss-Hermite (`hermite_pair`, a reference);
-- `multivariate`: functions of several Gaussians - tensor Gauss-Hermite for smooth ones in at most
-  4 dimensions (`tensor_pair`, `tensor_mean`), else Monte Carlo with common random numbers and
-  antithetic pairs (`mc_pair`, `mc_mean`).
+- `tensor`, `montecarlo`: functions of several Gaussians - tensor Gauss-Hermite for smooth ones
+  in at most 4 dimensions (`tensor_group`, `tensor_pair`, `tensor_mean`), else Monte Carlo with
+  common random numbers and antithetic pairs (`mc_group`, `mc_pair`, `mc_mean`); generated
+  modules call the group rules, one call for all the quantities over one joint law (`Law`), with
+  their integrands wrapped by `integrand` so that compilations are shared.
 
 Each numerical function returns (value, error) - an estimated error bound, or a standard error for
 Monte Carlo - and the generated code passes it through `track`, which keeps the error when the
@@ -29,15 +31,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tpcompile.runtime.basics import Estimate
+from tpcompile.runtime.basics import Estimate, Integrand, integrand, record
 from tpcompile.runtime.guards import safe_div, safe_sqrt
+from tpcompile.runtime.laws import Law
 from tpcompile.runtime.mehler import (
     HermiteExpansion,
     MehlerEstimate,
     hermite_expansion,
     mehler_pair,
 )
-from tpcompile.runtime.montecarlo import mc_mean, mc_pair, tensor_mean, tensor_pair
+from tpcompile.runtime.montecarlo import mc_group, mc_mean, mc_pair
 from tpcompile.runtime.quadrature import (
     gauss_mean,
     gauss_pair,
@@ -45,10 +48,13 @@ from tpcompile.runtime.quadrature import (
     quad_mean,
     split_pair,
 )
+from tpcompile.runtime.tensor import tensor_group, tensor_mean, tensor_pair
 
 __all__ = [
     "Estimate",
     "HermiteExpansion",
+    "Integrand",
+    "Law",
     "MehlerEstimate",
     "full",
     "gauss_mean",
@@ -57,14 +63,19 @@ __all__ = [
     "gram_diag",
     "hermite_expansion",
     "hermite_pair",
+    "integrand",
     "matrix",
+    "per_input",
+    "mc_group",
     "mc_mean",
     "mc_pair",
     "mehler_pair",
     "quad_mean",
+    "record",
     "safe_div",
     "safe_sqrt",
     "split_pair",
+    "tensor_group",
     "tensor_mean",
     "tensor_pair",
     "track",
@@ -121,6 +132,11 @@ def gram_diag(x: jax.Array, p: int, q: int) -> jax.Array:
 def full(x1: jax.Array, x2: jax.Array, value: ArrayLike) -> jax.Array:
     """`value` broadcast to the (N1, N2) kernel grid in the inputs' dtype (constants included)."""
     return jnp.broadcast_to(jnp.asarray(value, dtype=x1.dtype), (x1.shape[0], x2.shape[0]))
+
+
+def per_input(x: jax.Array, value: ArrayLike) -> jax.Array:
+    """`value` broadcast to one entry per example of the batch x, in x's dtype."""
+    return jnp.broadcast_to(jnp.asarray(value, dtype=x.dtype), x.shape[:1])
 
 
 def matrix(rows: Sequence[Sequence[ArrayLike]]) -> jax.Array:

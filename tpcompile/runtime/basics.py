@@ -1,5 +1,6 @@
 """What every numerical rule of the runtime shares: the (value, error) result, dtypes, chunking,
-and the Gauss-Legendre and Gauss-Hermite nodes (computed once per degree, in float64).
+the Gauss-Legendre and Gauss-Hermite nodes (computed once per degree, in float64), and
+`Integrand`, the hashable wrapper that lets `jax.jit` cache a rule on the integrand's code.
 
 Where this sits: below `quadrature.py`, `mehler.py` and `montecarlo.py`; no sympy.
 """
@@ -7,7 +8,8 @@ Where this sits: below `quadrature.py`, `mehler.py` and `montecarlo.py`; no symp
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +23,49 @@ _CHUNK_ELEMENTS = 1 << 22  # elements per scan step of a node chunk (x8 bytes in
 
 # Contractions must not run in TF32 on GPUs (JAX's default float32 matmul precision there).
 HIGHEST = lax.Precision.HIGHEST
+
+
+class Integrand:
+    """A generated integrand (a function of G values), equal to any other with the same code.
+
+    The numerical rules are jitted with the integrand as a static argument, so XLA compiles once
+    per distinct key. Function objects compare by identity: every `Compiled` (one `exec` of its
+    module) would compile its rules afresh. Generated integrands are pure expressions of their
+    arguments over the same globals (jax, jnp, rt), so the bytecode, the constants (by repr, which
+    tells -0.0 from 0.0 and 1 from 1.0) and the names determine the function; the name and line
+    numbers do not matter."""
+
+    __slots__ = ("fn", "key")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        code = fn.__code__
+        self.fn = fn
+        self.key = (code.co_code, repr(code.co_consts), code.co_names, code.co_varnames)
+        self.key += (code.co_argcount,)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Integrand) and self.key == other.key
+
+    def __repr__(self) -> str:
+        return f"Integrand({self.fn.__name__})"
+
+
+def integrand(fn: Callable[..., Any]) -> Integrand:
+    """Decorator of generated integrands (see `Integrand`)."""
+    return Integrand(fn)
+
+
+def record(trace: dict[int, Any], names: dict[str, Any]) -> None:
+    """Store the quantities among a generated function's locals (`n<node>`) in trace[node]."""
+    for name, value in names.items():
+        if name[:1] == "n" and name[1:].isdigit():
+            trace[int(name[1:])] = value
 
 
 class Estimate(NamedTuple):
