@@ -13,6 +13,7 @@ The slow test compares a few programs with finite-width networks (`test_finite`'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,6 +84,24 @@ def assert_batch_independent(c: tpcompile.Compiled, x: np.ndarray, x2: np.ndarra
         np.testing.assert_allclose(alone, full[-1, -1], **tol, err_msg=f"{name} K(x, x)")
 
 
+def fixed_examples(count: int) -> Any:
+    """Hypothesis settings for a fixed, reproducible handful of generated programs."""
+    return settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def check_random_batches(source: str, samples: int, seed: int) -> None:
+    c = tpcompile.compile(source, samples=samples)
+    rng = np.random.default_rng(seed)
+    shape = c.ir.input.shape
+    assert_batch_independent(c, rng.normal(size=(3, *shape, 3)), rng.normal(size=(2, *shape, 3)))
+
+
 @pytest.mark.slow  # ~60 s on 2 cores: XLA compiles every group of the GRU's numerics
 def test_gru_three_steps_compiles_and_evaluates() -> None:
     """The reported crash: `tpcompile kernel gru.tp -D T=3` exited 3 (the demo inputs)."""
@@ -93,48 +112,24 @@ def test_gru_three_steps_compiles_and_evaluates() -> None:
 
 
 @seed(13)
-@settings(
-    max_examples=2,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@fixed_examples(2)
 @given(gated_recurrent_programs(max_steps=2))
 def test_random_gated_programs_evaluate_consistently(source: str) -> None:
     # Few Monte Carlo samples: the checks are exact up to rounding whatever the sample count.
-    c = tpcompile.compile(source, samples=1024)
-    rng = np.random.default_rng(1)
-    shape = c.ir.input.shape
-    assert_batch_independent(c, rng.normal(size=(3, *shape, 3)), rng.normal(size=(2, *shape, 3)))
+    check_random_batches(source, samples=1024, seed=1)
 
 
 @pytest.mark.slow
 @seed(14)
-@settings(
-    max_examples=10,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@fixed_examples(10)
 @given(gated_recurrent_programs(max_steps=4))
 def test_random_gated_programs_longer(source: str) -> None:
-    c = tpcompile.compile(source, samples=4096)
-    rng = np.random.default_rng(2)
-    shape = c.ir.input.shape
-    assert_batch_independent(c, rng.normal(size=(3, *shape, 3)), rng.normal(size=(2, *shape, 3)))
+    check_random_batches(source, samples=4096, seed=2)
 
 
 @pytest.mark.slow
 @seed(15)
-@settings(
-    max_examples=2,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@fixed_examples(2)
 @given(gated_recurrent_programs(max_steps=3))
 def test_random_gated_programs_agree_with_finite_networks(source: str) -> None:
     # test_finite's criterion (4.5 σ̂ plus the O(1/n) bias allowance) with its Monte Carlo

@@ -49,6 +49,7 @@ from tpcompile.ir.nodes import (
     ScalarDef,
     symbol,
 )
+from tpcompile.ir.printer import format_expr
 
 DATA = "<data>"  # the operand family of `Embed`: the input's flat positions
 _ZERO, _ONE = sympy.Integer(0), sympy.Integer(1)
@@ -374,8 +375,6 @@ def describe(ins: Instr) -> tuple:
 
 def format_families(rolled: RolledProgram) -> str:
     """One line per family: its members and its template with operands as maps."""
-    from tpcompile.ir.printer import format_expr
-
     lines = []
     for fam in rolled.families:
         head = fam.members[0] if fam.size == 1 else f"{fam.members[0]} … {fam.members[-1]}"
