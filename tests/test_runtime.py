@@ -26,10 +26,12 @@ from scipy.special import erf as np_erf
 from scipy.stats import norm
 
 from tpcompile.runtime import (
+    columns,
     gauss_mean,
     gauss_pair,
     hermite_expansion,
     hermite_pair,
+    integrand,
     mc_mean,
     mc_pair,
     mehler_pair,
@@ -38,6 +40,8 @@ from tpcompile.runtime import (
     tensor_mean,
     tensor_pair,
 )
+from tpcompile.runtime import gram as data_gram
+from tpcompile.runtime import rows as rows_of
 
 erf = jax.scipy.special.erf
 Arr = np.ndarray | float
@@ -519,3 +523,45 @@ def test_mc_draws_do_not_depend_on_chunking() -> None:
     np.testing.assert_allclose(small.error, large.error, rtol=1e-9)
     stream = mc_pair(*args, samples=10000, seed=(0, 5))  # another quantity: other draws
     assert not np.allclose(stream.value, small.value)
+
+
+def test_integrands_equal_by_code_whatever_their_argument_names() -> None:
+    # Generated integrands over batch 1's variables (u0, u1) and batch 2's (w0, w1) with the same
+    # body must share one compilation; a different body, constant or arity must not.
+    namespace: dict = {"jnp": jnp}
+    exec(  # noqa: S102 - fixed test text
+        "def a(u0, u1):\n    return jnp.tanh(u1)*u0\n"
+        "def b(w0, w1):\n    return jnp.tanh(w1)*w0\n"
+        "def c(w0, w1):\n    return jnp.tanh(w0)*w1\n"
+        "def d(w0, w1):\n    return 2.0*jnp.tanh(w1)*w0\n"
+        "def e(w0, w1, w2):\n    return jnp.tanh(w1)*w0\n",
+        namespace,
+    )
+    a, b, c, d, e = (integrand(namespace[k]) for k in "abcde")
+    assert a == b and hash(a) == hash(b)
+    assert len({a, c, d, e}) == 4
+
+
+def test_columns_and_rows_are_the_broadcast_diagonal() -> None:
+    # `cross` reads each per-example quantity as a column (batch 1) or a row (batch 2): the same
+    # values as indexing with None, bitwise, Hermite expansions included; labels are dropped.
+    x = jnp.asarray(np.random.default_rng(3).normal(size=5))
+    expansion = hermite_expansion(jnp.tanh, 1.0 + x**2, 0.1 * x)
+    diagonal = {4: x, 7: expansion, "nngp": x}
+    cols, rows = columns(diagonal), rows_of(diagonal)
+    assert set(cols) == set(rows) == {4, 7}
+    for lifted, index in ((cols, (slice(None), None)), (rows, (None, slice(None)))):
+        np.testing.assert_array_equal(lifted[4], x[index])
+        for got, want in zip(
+            jax.tree_util.tree_leaves(lifted[7]),
+            jax.tree_util.tree_leaves(expansion[index]),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_gram_at_traced_positions_matches_numpy() -> None:
+    rng = np.random.default_rng(4)
+    x1, x2 = rng.normal(size=(3, 4, 5)), rng.normal(size=(2, 4, 5))
+    for p, q in ((0, 0), (1, 3), (3, 2)):
+        np.testing.assert_allclose(data_gram(x1, x2, p, q), x1[:, p] @ x2[:, q].T / 5, rtol=1e-13)

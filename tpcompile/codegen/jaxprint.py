@@ -140,6 +140,13 @@ class JaxPrinter(_SympyJaxPrinter):
     def _print_Add(self, expr: sympy.Add, order: str | None = None) -> str:
         return join_terms(self._add_terms(expr, order))
 
+    def _as_ordered_terms(self, expr: sympy.Expr, order: str | None = None) -> list[sympy.Expr]:
+        # The terms in sympy's canonical argument order (deterministic, fixed when the Add is
+        # built), the constant last as people write it. sympy's default printing order ("lex")
+        # builds a monomial table over every factor of the sum, quadratic in its size: 74 of
+        # 109 s of emission for a 50-step RNN.
+        return sorted(sympy.Add.make_args(expr), key=lambda term: term.is_number)
+
     def _add_terms(self, expr: sympy.Add, order: str | None = None) -> list[tuple[str, str]]:
         """(sign, text) of each term of a sum, in printed order: sympy's `StrPrinter._print_Add`
         split in two so `print_sum` can cut the same sequence of terms into lines."""

@@ -2,14 +2,15 @@
 
 The module has two functions. `diagonal(x)` computes the per-example quantities of one batch (arrays
 of length N); `cross(x1, x2, L, R, want_ntk)` computes the pair quantities (arrays N1×N2) reading
-the two batches' diagonals as `L[k][:, None]` and `R[k][None, :]`, and returns the NNGP and (when
-asked) the NTK. One line per quantity, printed from its sympy formula by the JAX printer of
-`jaxprint.py` (shared subexpressions named by `cse.py`); numerical quantities are calls into
-`tpcompile.runtime`. The module depends on jax and `tpcompile.runtime` only.
+the two batches' diagonals as columns `L[k]` (N1, 1) and rows `R[k]` (1, N2), and returns the
+NNGP and (when asked) the NTK. One line per quantity, printed from its sympy formula by the JAX
+printer of `jaxprint.py` (shared subexpressions named by `cse.py`); numerical quantities are
+calls into `tpcompile.runtime`. The module depends on jax and `tpcompile.runtime` only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import sympy
@@ -65,11 +66,14 @@ def _names(expr: object, context: str) -> dict[sympy.Symbol, str]:
         if context == "diagonal" or side == "X":
             out[sym] = f"n{k}"
         else:
-            out[sym] = f"L[{k}][:, None]" if side == "L" else f"R[{k}][None, :]"
+            out[sym] = f"{side}[{k}]"
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _print(expr: sympy.Expr, context: str) -> str:
+    # Memoised: the entries of a joint law's covariance are printed for every quantity over
+    # that law (hundreds of entries, hundreds of quantities in an LSTM).
     return to_jax(sympy.sympify(expr), _names(expr, context))
 
 
@@ -309,6 +313,7 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
         "def cross(x1, x2, L, R, want_ntk=True, errors=None, trace=None):",
         '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors, trace: as in',
         '    `diagonal`)."""',
+        "    L, R = rt.columns(L), rt.rows(R)",
         *section(nngp_nodes, "cross"),
     ]
     # A long sum is printed as a running partial sum, a few terms a line (bitwise the same).

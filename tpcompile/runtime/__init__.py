@@ -24,7 +24,7 @@ finite values for zero variances and correlations of exactly +-1.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import jax
@@ -56,6 +56,7 @@ __all__ = [
     "Integrand",
     "Law",
     "MehlerEstimate",
+    "columns",
     "full",
     "gauss_mean",
     "gauss_pair",
@@ -72,6 +73,7 @@ __all__ = [
     "mehler_pair",
     "quad_mean",
     "record",
+    "rows",
     "safe_div",
     "safe_sqrt",
     "split_pair",
@@ -117,8 +119,11 @@ def _fixed_order_dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return prod[..., 0]
 
 
-def gram(x1: jax.Array, x2: jax.Array, p: int, q: int) -> jax.Array:
-    """<x1[a, p], x2[b, q]> / d for all pairs (a, b): shape (N1, N2). x has shape (N, P, d)."""
+@jax.jit
+def gram(x1: jax.Array, x2: jax.Array, p: ArrayLike, q: ArrayLike) -> jax.Array:
+    """<x1[a, p], x2[b, q]> / d for all pairs (a, b): shape (N1, N2). x has shape (N, P, d).
+    Compiled once per shape: the positions are traced, so a program reading many position
+    pairs calls one compiled function (eager, `lax.map` would trace and compile per call)."""
     right = x2[:, q, :]
     rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :], batch_size=64)
     return rows / x1.shape[-1]
@@ -127,6 +132,25 @@ def gram(x1: jax.Array, x2: jax.Array, p: int, q: int) -> jax.Array:
 def gram_diag(x: jax.Array, p: int, q: int) -> jax.Array:
     """<x[a, p], x[a, q]> / d for every example a: shape (N,)."""
     return _fixed_order_dot(x[:, p, :], x[:, q, :]) / x.shape[-1]
+
+
+def columns(diagonal: Mapping[Any, Any]) -> dict[int, Any]:
+    """The per-example quantities of batch 1 as columns (N1, 1) of the kernel grid, each
+    reshaped once for every line of `cross` that reads it (Hermite expansions included)."""
+    return _lifted(diagonal, 1)
+
+
+def rows(diagonal: Mapping[Any, Any]) -> dict[int, Any]:
+    """The per-example quantities of batch 2 as rows (1, N2) of the kernel grid."""
+    return _lifted(diagonal, 0)
+
+
+def _lifted(diagonal: Mapping[Any, Any], axis: int) -> dict[int, Any]:
+    def lift(v: ArrayLike) -> jax.Array:
+        return v if jnp.ndim(v) == 0 else lax.expand_dims(v, (axis,))
+
+    quantities = {k: v for k, v in diagonal.items() if isinstance(k, int)}
+    return jax.tree_util.tree_map(lift, quantities)
 
 
 def full(x1: jax.Array, x2: jax.Array, value: ArrayLike) -> jax.Array:

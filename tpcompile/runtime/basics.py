@@ -32,16 +32,17 @@ class Integrand:
     per distinct key. Function objects compare by identity: every `Compiled` (one `exec` of its
     module) would compile its rules afresh. Generated integrands are pure expressions of their
     arguments over the same globals (jax, jnp, rt), so the bytecode, the constants (by repr, which
-    tells -0.0 from 0.0 and 1 from 1.0) and the names determine the function; the name and line
-    numbers do not matter."""
+    tells -0.0 from 0.0 and 1 from 1.0), the global and attribute names and the arity determine
+    the function. The function's name, its line numbers and its arguments' names do not matter
+    (the bytecode reads arguments by position): `tanh(u1)*sigmoid(u0)` over one input's
+    variables and `tanh(w1)*sigmoid(w0)` over the other's compile once."""
 
     __slots__ = ("fn", "key")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         code = fn.__code__
         self.fn = fn
-        self.key = (code.co_code, repr(code.co_consts), code.co_names, code.co_varnames)
-        self.key += (code.co_argcount,)
+        self.key = (code.co_code, repr(code.co_consts), code.co_names, code.co_argcount)
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)

@@ -11,7 +11,8 @@ compiles for ~0.5 s per group plus ~50 ms per function in it, and a gated recurr
 hundreds of groups (GRU T = 4: 114 Monte Carlo and 38 tensor compilations, 104 of its 112 s). The
 work is split into pieces whose compilations every group reuses:
 - `law_root`: the symmetric root of the covariance, on the host (NumPy; under a trace, in JAX);
-- `points`: the points mean + root z of one step of nodes or draws (compiled per d and shape);
+- `points`: the points mean + root z of one step of nodes or draws (compiled per d and shape),
+  read from all the standard points, put on the device once (`padded_steps`);
 - `function_values`: each distinct function once per step, compiled once per function and shape
   (`basics.Integrand`s with the same code share it, across groups and programs);
 - the rules' per-member updates (a product and a reduction, compiled once per shape).
@@ -28,6 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from tpcompile.runtime.basics import HIGHEST, float_dtype, is_traced
 from tpcompile.runtime.guards import safe_sqrt
@@ -201,12 +203,30 @@ def law_root(
     return jnp.asarray(_host_root(pattern, entries), mean.dtype), mean, batch
 
 
-@functools.partial(jax.jit, static_argnames=("antithetic",))
+def padded_steps(z: np.ndarray, size: int, dtype: np.dtype) -> jax.Array:
+    """The standard points z (P, d) zero-padded to whole steps of `size` rows, on the device
+    once: each step then reads its rows there (`points`), with no host copy per step."""
+    out = np.zeros((-(-len(z) // size) * size, *z.shape[1:]))
+    out[: len(z)] = z
+    return jnp.asarray(out, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("size", "antithetic"))
 def points(
-    root: jax.Array, mean: jax.Array, z: jax.Array, *, antithetic: bool = False
+    root: jax.Array,
+    mean: jax.Array,
+    z: jax.Array,
+    start: ArrayLike,
+    *,
+    size: int,
+    antithetic: bool = False,
 ) -> tuple[jax.Array, ...]:
-    """The d coordinates (each (*batch, P)) of mean + root z for the standard points z (P, d);
-    with `antithetic`, of mean + root z and then mean - root z (each (*batch, 2P))."""
+    """The d coordinates of mean + root z for the standard points z[start : start + size] (of
+    (P, d)), each flattened from (*batch, size) to one axis; with `antithetic`, of mean + root z
+    and then mean - root z (each from (*batch, 2 size)). Flat: the integrands see one shape,
+    batch × points, so a function is compiled once for the diagonal and the cross grid when
+    their steps hold as many elements (`step_size`); the updates restore the batch axes."""
+    z = lax.dynamic_slice_in_dim(z, start, size)
     d = z.shape[-1]
     batch = jnp.broadcast_shapes(root.shape[:-2], mean.shape[:-1])
     root = jnp.broadcast_to(root, batch + (d, d))
@@ -214,7 +234,7 @@ def points(
     # (..., d, P): XLA's batched dot in this layout, sliced by rows, ran 3x faster than "i...p".
     x = jnp.einsum("...ij,pj->...ip", root, z.astype(root.dtype), precision=HIGHEST)
     both = jnp.concatenate([shift + x, shift - x], -1) if antithetic else shift + x
-    return tuple(both[..., i, :] for i in range(d))
+    return tuple(both[..., i, :].reshape(-1) for i in range(d))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -62,11 +62,12 @@ class HermiteExpansion:
     """Per-input Hermite coefficients of one function: coef (..., K), tail (..., K + 1) with
     tail[..., k] = T(k), norm (...) = sqrt(E f^2), qerr (...) = estimated l2 error of coef.
 
-    Indexing applies to the batch axes only, so the generated code's `L[k][:, None]` and
-    `R[k][None, :]` broadcast an expansion like any per-input array."""
+    Indexing applies to the batch axes only, so `x[:, None]` and `x[None, :]` broadcast an
+    expansion like any per-input array (as do `rt.columns` and `rt.rows`, leaf by leaf)."""
 
     def __init__(self, coef: jax.Array, tail: jax.Array, norm: jax.Array, qerr: jax.Array) -> None:
         self.coef, self.tail, self.norm, self.qerr = coef, tail, norm, qerr
+        self._relative_tail: np.ndarray | None = None
 
     @property
     def terms(self) -> int:
@@ -83,9 +84,12 @@ class HermiteExpansion:
         )
 
     def relative_tail(self) -> np.ndarray:
-        """max over the batch of T(k) / ||f||, k = 0..K (concrete arrays only)."""
-        rel = safe_div(self.tail, self.norm[..., None])
-        return np.asarray(jnp.max(rel.reshape(-1, rel.shape[-1]), axis=0))
+        """max over the batch of T(k) / ||f||, k = 0..K (concrete arrays only). Kept: every
+        pair series that reads this expansion asks for it (a host transfer each time)."""
+        if self._relative_tail is None:
+            rel = safe_div(self.tail, self.norm[..., None])
+            self._relative_tail = np.asarray(jnp.max(rel.reshape(-1, rel.shape[-1]), axis=0))
+        return self._relative_tail
 
     def tree_flatten(self) -> tuple[tuple[jax.Array, ...], None]:
         return (self.coef, self.tail, self.norm, self.qerr), None

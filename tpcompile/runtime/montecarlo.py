@@ -47,6 +47,7 @@ from tpcompile.runtime.laws import (
     distinct,
     function_values,
     law_root,
+    padded_steps,
     pair_law,
     points,
     square_dim,
@@ -90,13 +91,13 @@ def _mc_update(
     valid: jax.Array,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One step of one member: f (and g) at the points mean + root z, then mean - root z
-    (*batch, 2P). The state (K, s1, s2) sums the shifted pair averages p - K and their squares,
-    K the member's first pair value: sum (p - K)^2 does not cancel the way raw sums of squares
-    do in float32 (K is a typical value), and a constant integrand gives exactly 0. Pairs at
-    positions >= `valid` are padding."""
+    (flat `points`, from (*batch, 2P)). The state (K, s1, s2) sums the shifted pair averages
+    p - K and their squares, K the member's first pair value: sum (p - K)^2 does not cancel the
+    way raw sums of squares do in float32 (K is a typical value), and a constant integrand gives
+    exactly 0. Pairs at positions >= `valid` are padding."""
     k, s1, s2 = state
-    per = f.shape[-1] // 2
-    both = f if g is None else f * g
+    both = (f if g is None else f * g).reshape(*k.shape, -1)
+    per = both.shape[-1] // 2
     pair = 0.5 * (both[..., :per] + both[..., per:])  # the antithetic pairs (z, -z)
     k = jnp.where(first, pair[..., 0], k)
     dev = jnp.where(jnp.arange(per) < valid, pair - k[..., None], 0)  # `where`: h may be inf
@@ -132,18 +133,16 @@ def mc_group(
     root, mean, batch = law_root(cov, mean)
     d, n_pairs = mean.shape[-1], int(samples) // 2
     per = step_size(batch, 2 * n_pairs, None if chunk is None else int(chunk)) // 2
-    draws = standard_draws(seed, n_pairs, d)
+    # The last step is padded: one shape for all steps.
+    draws = padded_steps(standard_draws(seed, n_pairs, d), per, mean.dtype)
     lefts, rights, index = distinct(members)
     zero = jnp.zeros(batch, mean.dtype)
     states = [(zero, zero, zero)] * len(index)
     for start in range(0, n_pairs, per):
-        z = np.zeros((per, d))  # the last step is padded: one shape for all steps
-        block = draws[start : start + per]
-        z[: len(block)] = block
-        cols = points(root, mean, jnp.asarray(z, mean.dtype), antithetic=True)
+        cols = points(root, mean, draws, start, size=per, antithetic=True)
         fs = function_values(lefts, cols[:split])
         gs = function_values(rights, cols[split:])
-        first, valid = jnp.asarray(start == 0), jnp.asarray(n_pairs - start)
+        first, valid = start == 0, n_pairs - start
         states = [
             _mc_update(state, fs[i], None if j is None else gs[j], first, valid)
             for state, (i, j) in zip(states, index, strict=True)

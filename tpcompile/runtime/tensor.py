@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from tpcompile.runtime.basics import Estimate, hermite_rule
 from tpcompile.runtime.laws import (
@@ -25,6 +26,7 @@ from tpcompile.runtime.laws import (
     distinct,
     function_values,
     law_root,
+    padded_steps,
     pair_law,
     points,
     square_dim,
@@ -42,9 +44,14 @@ def tensor_grid(degree: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @jax.jit
-def _tensor_update(acc: jax.Array, w: jax.Array, f: jax.Array, g: jax.Array | None) -> jax.Array:
-    """acc + the weighted sum of one member's values at one step of nodes (*batch, P)."""
-    return acc + jnp.sum(w * (f if g is None else f * g), -1)
+def _tensor_update(
+    acc: jax.Array, w: jax.Array, start: ArrayLike, f: jax.Array, g: jax.Array | None
+) -> jax.Array:
+    """acc + the weighted sum of one member's values at one step of nodes (flat `points`),
+    with the weights w[start : start + step] of all the (padded) nodes."""
+    values = (f if g is None else f * g).reshape(*acc.shape, -1)
+    step = lax.dynamic_slice_in_dim(w, start, values.shape[-1])
+    return acc + jnp.sum(step * values, -1)
 
 
 def _tensor_sums(
@@ -59,19 +66,15 @@ def _tensor_sums(
     """Every member's degree^d-node rule, in steps of `size` nodes (the last one padded with
     nodes of weight 0 at z = 0: finite, and without effect)."""
     nodes, weights = tensor_grid(degree, mean.shape[-1])
+    z, w = (padded_steps(a, size, mean.dtype) for a in (nodes, weights))
     lefts, rights, index = distinct(members)
     sums = [jnp.zeros(batch, mean.dtype)] * len(index)
     for start in range(0, len(weights), size):
-        z = np.zeros((size, nodes.shape[1]))
-        w = np.zeros(size)
-        block = slice(start, start + size)
-        z[: len(weights[block])], w[: len(weights[block])] = nodes[block], weights[block]
-        cols = points(root, mean, jnp.asarray(z, mean.dtype))
+        cols = points(root, mean, z, start, size=size)
         fs = function_values(lefts, cols[:split])
         gs = function_values(rights, cols[split:])
-        w = jnp.asarray(w, mean.dtype)
         sums = [
-            _tensor_update(acc, w, fs[i], None if j is None else gs[j])
+            _tensor_update(acc, w, start, fs[i], None if j is None else gs[j])
             for acc, (i, j) in zip(sums, index, strict=True)
         ]
     return sums
