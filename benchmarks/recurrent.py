@@ -40,7 +40,7 @@ from pathlib import Path
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEFAULT = ("lstm:2", "lstm:6", "gru:4", "lstm2:4", "rnn:50")
+DEFAULT = ("lstm:2", "lstm:6", "gru:4", "gru:6", "lstm2:4", "rnn:50")
 
 
 def measure(name: str, steps: int) -> dict[str, float]:

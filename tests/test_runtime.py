@@ -565,3 +565,6 @@ def test_gram_at_traced_positions_matches_numpy() -> None:
     x1, x2 = rng.normal(size=(3, 4, 5)), rng.normal(size=(2, 4, 5))
     for p, q in ((0, 0), (1, 3), (3, 2)):
         np.testing.assert_allclose(data_gram(x1, x2, p, q), x1[:, p] @ x2[:, q].T / 5, rtol=1e-13)
+        # A list of pairs (x1[a], x2[a]): the grid's diagonal, in the same summation order.
+        pairs = data_gram(x1[:2], x2, p, q, paired=True)
+        np.testing.assert_array_equal(pairs, np.diag(data_gram(x1[:2], x2, p, q)))

@@ -37,6 +37,7 @@ from tpcompile.kernels import analyse
 from tpcompile.kernels.plan import NumericOptions, NumericQuantity, NumericSpec, build_report
 from tpcompile.lang.frontend import load_program
 from tpcompile.resources import KernelSize, check_memory, kernel_size
+from tpcompile.runtime import mirrored
 
 KINDS = ("nngp", "ntk")
 DIAGONAL_ROWS = 8  # the per-example pass runs on whole vector lanes (see `_diagonal`)
@@ -134,18 +135,57 @@ class Compiled:
         errors: dict[int, list[Any]] | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         diag1 = self._diagonal(x1, errors)
-        diag2 = diag1 if same else self._diagonal(x2, errors)
-        nngp, ntk = self._module["cross"](x1, x1 if same else x2, diag1, diag2, want_ntk, errors)
+        if not same:
+            diag2 = self._diagonal(x2, errors)
+            nngp, ntk = self._module["cross"](x1, x2, diag1, diag2, want_ntk, errors)
+        else:
+            nngp, ntk = self._symmetric(x1, diag1, want_ntk, errors)
         if not _all_finite(nngp, ntk):
             self._diagnose(x1, x2, want_ntk, same)
-        if same:
-            # The exact kernel is symmetric: remove rounding and sampling asymmetry. Its diagonal
-            # is K(x, x) as the per-example pass computes it, the same for any batch.
-            rows = jnp.arange(x1.shape[0])
-            nngp = ((nngp + nngp.T) / 2).at[rows, rows].set(diag1["nngp"])
-            if ntk is not None:
-                ntk = ((ntk + ntk.T) / 2).at[rows, rows].set(diag1["ntk"])
         return nngp, ntk
+
+    def _symmetric(
+        self,
+        x: jax.Array,
+        diag: dict[Any, Any],
+        want_ntk: bool,
+        errors: dict[int, list[Any]] | None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """K(X, X): the pairs above the diagonal once each (the exact kernel is symmetric, so
+        half the work), mirrored below; the diagonal is K(x, x) as the per-example pass
+        computes it, the same for any batch."""
+        n = x.shape[0]
+        upper, lower = np.triu_indices(n, 1)
+
+        def gather(index: np.ndarray) -> dict[int, Any]:
+            return {
+                k: jax.tree_util.tree_map(lambda a: a if jnp.ndim(a) == 0 else a[index], v)
+                for k, v in diag.items()
+                if isinstance(k, int)
+            }
+
+        pairs: tuple[Any, Any] = (None, None)
+        if len(upper):
+            recorded = {k: len(v) for k, v in (errors or {}).items()}
+            pairs = self._module["cross"](
+                x[upper], x[lower], gather(upper), gather(lower), want_ntk, errors, paired=True
+            )
+            for node, results in (errors or {}).items():  # reported per entry of K(X, X)
+                start = recorded.get(node, 0)
+                own = results[start - 1] if start else None  # the node's (a, a) entries
+                results[start:] = [mirrored(r, own, upper, lower, n) for r in results[start:]]
+        out = []
+        for field, values in zip(("nngp", "ntk"), pairs, strict=True):
+            if field == "ntk" and not want_ntk:
+                out.append(None)
+                continue
+            grid = (
+                jnp.zeros((n, n), diag[field].dtype).at[np.arange(n), np.arange(n)].set(diag[field])
+            )
+            if values is not None:
+                grid = grid.at[upper, lower].set(values).at[lower, upper].set(values)
+            out.append(grid)
+        return out[0], out[1]
 
     def _diagonal(self, x: jax.Array, errors: dict[int, list[Any]] | None) -> dict[Any, Any]:
         """The per-example pass, on a batch padded to a multiple of DIAGONAL_ROWS by repeating

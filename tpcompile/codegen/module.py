@@ -243,7 +243,7 @@ class _Module:
             rhs = (
                 f"rt.gram_diag(x, {f.p}, {f.q})"
                 if context == "diagonal"
-                else f"rt.gram(x1, x2, {f.p}, {f.q})"
+                else f"rt.gram(x1, x2, {f.p}, {f.q}, paired)"
             )
         elif isinstance(f, ClosedForm):
             rhs = f"{self.template(f)}({', '.join(_print(a, context) for a in f.args)})"
@@ -310,19 +310,20 @@ def emit_module(graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr, name: str
         + "}",
         "",
         "",
-        "def cross(x1, x2, L, R, want_ntk=True, errors=None, trace=None):",
+        "def cross(x1, x2, L, R, want_ntk=True, errors=None, trace=None, paired=False):",
         '    """NNGP and NTK (or None) over all pairs of batch 1 × batch 2 (errors, trace: as in',
-        '    `diagonal`)."""',
-        "    L, R = rt.columns(L), rt.rows(R)",
+        "    `diagonal`); with paired=True, over the pairs (x1[a], x2[a]) only (batches of one",
+        '    length, L and R their diagonals), as arrays (N,)."""',
+        "    L, R = rt.columns(L, paired), rt.rows(R, paired)",
         *section(nngp_nodes, "cross"),
     ]
     # A long sum is printed as a running partial sum, a few terms a line (bitwise the same).
     lines, value = print_sum(nngp, _names(nngp, "cross"), "nngp")
-    body += [f"    {line}" for line in lines] + [f"    nngp = rt.full(x1, x2, {value})"]
+    body += [f"    {line}" for line in lines] + [f"    nngp = rt.full(x1, x2, {value}, paired)"]
     body += ["    if not want_ntk:", record(" " * 8), "        return nngp, None"]
     body += section(ntk_nodes, "cross")
     lines, value = print_sum(ntk, _names(ntk, "cross"), "ntk")
-    body += [f"    {line}" for line in lines] + [f"    ntk = rt.full(x1, x2, {value})"]
+    body += [f"    {line}" for line in lines] + [f"    ntk = rt.full(x1, x2, {value}, paired)"]
     body += [record(), "    return nngp, ntk"]
     out = [HEADER.format(name=name), ""]
     for d in mod.defs:

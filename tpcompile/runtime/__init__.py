@@ -24,11 +24,13 @@ finite values for zero variances and correlations of exactly +-1.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from tpcompile.runtime.basics import Estimate, Integrand, integrand, record
@@ -71,6 +73,7 @@ __all__ = [
     "mc_mean",
     "mc_pair",
     "mehler_pair",
+    "mirrored",
     "quad_mean",
     "record",
     "rows",
@@ -119,11 +122,16 @@ def _fixed_order_dot(a: jax.Array, b: jax.Array) -> jax.Array:
     return prod[..., 0]
 
 
-@jax.jit
-def gram(x1: jax.Array, x2: jax.Array, p: ArrayLike, q: ArrayLike) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("paired",))
+def gram(
+    x1: jax.Array, x2: jax.Array, p: ArrayLike, q: ArrayLike, paired: bool = False
+) -> jax.Array:
     """<x1[a, p], x2[b, q]> / d for all pairs (a, b): shape (N1, N2). x has shape (N, P, d).
+    `paired`: for the pairs (x1[a], x2[a]) only, shape (N,) (`cross` on a list of pairs).
     Compiled once per shape: the positions are traced, so a program reading many position
     pairs calls one compiled function (eager, `lax.map` would trace and compile per call)."""
+    if paired:
+        return _fixed_order_dot(x1[:, p, :], x2[:, q, :]) / x1.shape[-1]
     right = x2[:, q, :]
     rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :], batch_size=64)
     return rows / x1.shape[-1]
@@ -134,28 +142,31 @@ def gram_diag(x: jax.Array, p: int, q: int) -> jax.Array:
     return _fixed_order_dot(x[:, p, :], x[:, q, :]) / x.shape[-1]
 
 
-def columns(diagonal: Mapping[Any, Any]) -> dict[int, Any]:
+def columns(diagonal: Mapping[Any, Any], paired: bool = False) -> dict[int, Any]:
     """The per-example quantities of batch 1 as columns (N1, 1) of the kernel grid, each
-    reshaped once for every line of `cross` that reads it (Hermite expansions included)."""
-    return _lifted(diagonal, 1)
+    reshaped once for every line of `cross` that reads it (Hermite expansions included);
+    `paired` (a list of pairs, one per example of each batch): as they are."""
+    return _lifted(diagonal, None if paired else 1)
 
 
-def rows(diagonal: Mapping[Any, Any]) -> dict[int, Any]:
+def rows(diagonal: Mapping[Any, Any], paired: bool = False) -> dict[int, Any]:
     """The per-example quantities of batch 2 as rows (1, N2) of the kernel grid."""
-    return _lifted(diagonal, 0)
+    return _lifted(diagonal, None if paired else 0)
 
 
-def _lifted(diagonal: Mapping[Any, Any], axis: int) -> dict[int, Any]:
+def _lifted(diagonal: Mapping[Any, Any], axis: int | None) -> dict[int, Any]:
     def lift(v: ArrayLike) -> jax.Array:
-        return v if jnp.ndim(v) == 0 else lax.expand_dims(v, (axis,))
+        return v if axis is None or jnp.ndim(v) == 0 else lax.expand_dims(v, (axis,))
 
     quantities = {k: v for k, v in diagonal.items() if isinstance(k, int)}
     return jax.tree_util.tree_map(lift, quantities)
 
 
-def full(x1: jax.Array, x2: jax.Array, value: ArrayLike) -> jax.Array:
-    """`value` broadcast to the (N1, N2) kernel grid in the inputs' dtype (constants included)."""
-    return jnp.broadcast_to(jnp.asarray(value, dtype=x1.dtype), (x1.shape[0], x2.shape[0]))
+def full(x1: jax.Array, x2: jax.Array, value: ArrayLike, paired: bool = False) -> jax.Array:
+    """`value` broadcast to the (N1, N2) kernel grid in the inputs' dtype (constants included);
+    `paired`: to the list of pairs (N,)."""
+    shape = x1.shape[:1] if paired else (x1.shape[0], x2.shape[0])
+    return jnp.broadcast_to(jnp.asarray(value, dtype=x1.dtype), shape)
 
 
 def per_input(x: jax.Array, value: ArrayLike) -> jax.Array:
@@ -168,3 +179,21 @@ def matrix(rows: Sequence[Sequence[ArrayLike]]) -> jax.Array:
     entries = jnp.broadcast_arrays(*(jnp.asarray(e) for row in rows for e in row))
     k, m = len(rows), len(rows[0])
     return jnp.stack(entries, axis=-1).reshape(*entries[0].shape, k, m)
+
+
+def mirrored(
+    result: Sequence[Any], own: Sequence[Any] | None, upper: Any, lower: Any, n: int
+) -> tuple[Any, ...]:
+    """A numerical result over the pairs above the diagonal as an n×n grid (value, error, ...):
+    mirrored below, the diagonal from the per-example pass's result `own` (0 without one)."""
+
+    def grid(values: Any, diagonal: Any) -> np.ndarray:
+        out = np.zeros((n, n))
+        out[upper, lower] = out[lower, upper] = np.broadcast_to(np.asarray(values), len(upper))
+        if diagonal is not None:
+            diagonal = np.asarray(diagonal)
+            out[np.arange(n), np.arange(n)] = diagonal[:n] if diagonal.ndim else diagonal
+        return out
+
+    head = [grid(result[i], None if own is None else own[i]) for i in range(2)]
+    return (*head, *result[2:])
