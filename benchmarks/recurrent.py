@@ -25,6 +25,23 @@ tensor ones (19 s) of 112 s. Predicted after: ~65 integrands x 2 batch shapes x 
 shared pieces, ~10 s of XLA time; measured 14 s (124 integrand compilations 4.2 s, 24 `points`
 compilations 5.1 s: its d-column tuple output compiles slowly). Warm calls are unchanged.
 
+Session of 2026-12-02 (alone on the machine; predicted: emission and the first call of the RNN
+down several-fold, the gated programs by ~30%, GRU T = 6 just under 60 s). Emission sorted each
+sum with sympy's "lex" order (quadratic); `cross` indexed L[k][:, None] per use (125k eager
+indexing ops at rnn T = 50) and ran `gram`'s lax.map uncompiled; integrands over batch 2's
+variables compiled apart from batch 1's; every Monte Carlo step copied its draws to the device;
+K(X, X) computed both triangles. Measured after:
+
+    program   T   compile   first   warm   total   (before, same day: total)
+    lstm      6     2.6      27.9   11.6    31.7     51 (CLI)
+    gru       4     0.8      15.8    3.9    17.8     ~17
+    gru       6     3.0      53.2   37.7    57.4     64.7
+    lstm2     4     2.0      19.3    7.1    22.5     36 (CLI)
+    rnn      50    15.4      11.7    5.9    28.4     70 (41.5 compile + 27.5 first)
+
+GRU T = 6 is Monte Carlo compute (920 groups of 65536 samples; 35 of 39 s of a warm call);
+its wall time varied 56-73 s between identical runs here (system time from page faults).
+
     python benchmarks/recurrent.py                         # the default table
     python benchmarks/recurrent.py lstm:2 gru:4 rnn:50     # program:T pairs
 """
