@@ -37,7 +37,7 @@ from tpcompile.kernels import analyse
 from tpcompile.kernels.plan import NumericOptions, NumericQuantity, NumericSpec, build_report
 from tpcompile.lang.frontend import load_program
 from tpcompile.resources import KernelSize, check_memory, kernel_size
-from tpcompile.runtime import mirrored
+from tpcompile.runtime import mirrored, per_example
 
 KINDS = ("nngp", "ntk")
 DIAGONAL_ROWS = 8  # the per-example pass runs on whole vector lanes (see `_diagonal`)
@@ -158,11 +158,7 @@ class Compiled:
         upper, lower = np.triu_indices(n, 1)
 
         def gather(index: np.ndarray) -> dict[int, Any]:
-            return {
-                k: jax.tree_util.tree_map(lambda a: a if jnp.ndim(a) == 0 else a[index], v)
-                for k, v in diag.items()
-                if isinstance(k, int)
-            }
+            return per_example(diag, lambda a: a[index])
 
         pairs: tuple[Any, Any] = (None, None)
         if len(upper):

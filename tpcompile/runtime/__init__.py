@@ -68,6 +68,7 @@ __all__ = [
     "hermite_pair",
     "integrand",
     "matrix",
+    "per_example",
     "per_input",
     "mc_group",
     "mc_mean",
@@ -131,7 +132,7 @@ def gram(
     Compiled once per shape: the positions are traced, so a program reading many position
     pairs calls one compiled function (eager, `lax.map` would trace and compile per call)."""
     if paired:
-        return _fixed_order_dot(x1[:, p, :], x2[:, q, :]) / x1.shape[-1]
+        return _paired_gram(x1, x2, p, q)
     right = x2[:, q, :]
     rows = lax.map(lambda row: _fixed_order_dot(row[None, :], right), x1[:, p, :], batch_size=64)
     return rows / x1.shape[-1]
@@ -139,7 +140,11 @@ def gram(
 
 def gram_diag(x: jax.Array, p: int, q: int) -> jax.Array:
     """<x[a, p], x[a, q]> / d for every example a: shape (N,)."""
-    return _fixed_order_dot(x[:, p, :], x[:, q, :]) / x.shape[-1]
+    return _paired_gram(x, x, p, q)
+
+
+def _paired_gram(x1: jax.Array, x2: jax.Array, p: ArrayLike, q: ArrayLike) -> jax.Array:
+    return _fixed_order_dot(x1[:, p, :], x2[:, q, :]) / x1.shape[-1]
 
 
 def columns(diagonal: Mapping[Any, Any], paired: bool = False) -> dict[int, Any]:
@@ -155,11 +160,16 @@ def rows(diagonal: Mapping[Any, Any], paired: bool = False) -> dict[int, Any]:
 
 
 def _lifted(diagonal: Mapping[Any, Any], axis: int | None) -> dict[int, Any]:
-    def lift(v: ArrayLike) -> jax.Array:
-        return v if axis is None or jnp.ndim(v) == 0 else lax.expand_dims(v, (axis,))
+    if axis is None:
+        return per_example(diagonal, lambda a: a)
+    return per_example(diagonal, lambda a: lax.expand_dims(a, (axis,)))
 
+
+def per_example(diagonal: Mapping[Any, Any], fn: Any) -> dict[int, Any]:
+    """The quantities (integer keys) of a `diagonal` result with `fn` applied to each per-example
+    array (every leaf of a Hermite expansion); constants (0-d) are left as they are."""
     quantities = {k: v for k, v in diagonal.items() if isinstance(k, int)}
-    return jax.tree_util.tree_map(lift, quantities)
+    return jax.tree_util.tree_map(lambda a: a if jnp.ndim(a) == 0 else fn(a), quantities)
 
 
 def full(x1: jax.Array, x2: jax.Array, value: ArrayLike, paired: bool = False) -> jax.Array:

@@ -43,6 +43,13 @@ def tensor_grid(degree: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.stack([g.ravel() for g in grids], -1), np.prod([g.ravel() for g in weights], 0))
 
 
+@functools.lru_cache(maxsize=64)
+def _device_grid(degree: int, dim: int, size: int, dtype: str) -> tuple[jax.Array, jax.Array]:
+    """`tensor_grid` padded to whole steps of `size` nodes, on the device: the same for every
+    group of one dimension and step size, so put there once, not once per group."""
+    return tuple(padded_steps(a, size, np.dtype(dtype)) for a in tensor_grid(degree, dim))
+
+
 @jax.jit
 def _tensor_update(
     acc: jax.Array, w: jax.Array, start: ArrayLike, f: jax.Array, g: jax.Array | None
@@ -65,11 +72,11 @@ def _tensor_sums(
 ) -> list[jax.Array]:
     """Every member's degree^d-node rule, in steps of `size` nodes (the last one padded with
     nodes of weight 0 at z = 0: finite, and without effect)."""
-    nodes, weights = tensor_grid(degree, mean.shape[-1])
-    z, w = (padded_steps(a, size, mean.dtype) for a in (nodes, weights))
+    z, w = _device_grid(degree, mean.shape[-1], size, mean.dtype.name)
+    nodes = degree ** mean.shape[-1]
     lefts, rights, index = distinct(members)
     sums = [jnp.zeros(batch, mean.dtype)] * len(index)
-    for start in range(0, len(weights), size):
+    for start in range(0, nodes, size):
         cols = points(root, mean, z, start, size=size)
         fs = function_values(lefts, cols[:split])
         gs = function_values(rights, cols[split:])
