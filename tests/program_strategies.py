@@ -171,3 +171,61 @@ def gated_recurrent_programs(draw: st.DrawFn, max_steps: int = 3) -> str:
     decls += [f"weight {w} ~ N(0, {var()})" for w in sorted(set(hidden.values()))]
     decls += [f"bias b{g} ~ N(0, 0.1)" for g in gates if biased[g]]
     return "\n".join([*decls, *body, f"output {out}"]) + "\n"
+
+
+# ---- convolutions over positions (index families) -----------------------------------------------
+
+#: Nonlinearities whose expectations against themselves are closed forms or exact algebra, so a
+#: whole convolutional program is computed over families (tensors of position pairs).
+CONV_ONE_ARG = ("relu({})", "erf({})", "{}")
+
+
+@st.composite
+def conv_programs(draw: st.DrawFn, max_layers: int = 3) -> str:
+    """A random valid 1-D convolutional program over P <= 6 positions: 1-3 layers of 1-3 taps
+    with dilation 1 or 2, circular or zero padding, hidden tap matrices shared between layers
+    or not, biases, residual connections, and a global average readout, optionally after an
+    average pooling of windows 2 with stride 2. One nonlinearity per program."""
+    size = draw(st.integers(3, 6))
+    padding = draw(st.sampled_from(("circular", "zero")))
+    phi = draw(st.sampled_from(CONV_ONE_ARG))
+    layers = draw(st.integers(1, max_layers))
+    decls = [f"input x[1..{size}]", "weight A[1..3] ~ N(0, 0.7)"]
+    body: list[str] = []
+    hidden: set[int] = set()
+    biases = 0
+    for layer in range(1, layers + 1):
+        taps = draw(st.integers(1, 3))
+        dilation = draw(st.integers(1, 2))
+        off = f"(k - {1 + taps // 2}) * {dilation}"
+        if padding == "circular":
+            index, cond = f"(p + {off} + {size - 1}) % {size} + 1", ""
+        else:
+            index, cond = f"p + {off}", f" if p + {off} >= 1 and p + {off} <= {size}"
+        if layer == 1:
+            term = f"A[k] @ x[{index}]"
+        else:
+            j = draw(st.integers(1, layers))
+            hidden.add(j)
+            term = f"K{j}[k] @ {phi.format(f'h{layer - 1}[{index}]')}"
+        rhs = f"sum({term} for k in 1..{taps}{cond})"
+        if layer > 1 and draw(st.booleans()):
+            rhs = f"h{layer - 1}[p] + {rhs}"
+        if draw(st.booleans()):
+            biases += 1
+            rhs += f" + b{biases}"
+        body.append(f"for p in 1..{size} {{\n    h{layer}[p] = {rhs}\n}}")
+    last = phi.format(f"h{layers}")
+    if size >= 4 and draw(st.booleans()):
+        pooled = phi.format(f"h{layers}[2 * q - 1 + k]")
+        body.append(f"for q in 1..{size // 2} {{\n    pool[q] = mean({pooled} for k in 0..1)\n}}")
+        body.append(f"output mean(pool[q] for q in 1..{size // 2})")
+    else:
+        body.append(
+            f"output mean({last.replace(f'h{layers}', f'h{layers}[p]')} for p in 1..{size})"
+        )
+    decls += [
+        f"weight K{j}[1..3] ~ N(0, {draw(st.sampled_from(VARIANCES))})" for j in sorted(hidden)
+    ]
+    decls += [f"bias b{i} ~ N(0, 0.1)" for i in range(1, biases + 1)]
+    return "\n".join([*decls, *body]) + "\n"

@@ -28,6 +28,7 @@ from tpcompile import TPError, load_program
 from tpcompile.cli import main
 from tpcompile.ir import Program
 
+DEFAULT_MAX_INSTRUCTIONS, DEFAULT_MAX_STEPS = values.MAX_INSTRUCTIONS, limits.MAX_STEPS
 EXAMPLES = [p.read_text() for p in sorted((Path(__file__).parent.parent / "examples").glob("*.tp"))]
 CORPUS = [p.read_bytes() for p in sorted((Path(__file__).parent / "corpus" / "bad").iterdir())]
 FUZZ_CASES = int(os.environ.get("TPCOMPILE_FUZZ_CASES", "500"))
@@ -151,7 +152,11 @@ def test_mutated_examples(text: str) -> None:
     outcome(text)
 
 
-def test_examples_compile_quickly() -> None:
+def test_examples_compile_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The examples are real programs: under the production limits (an 8×8 CNN unrolls in
+    more steps than the fuzzing limits allow), each still elaborates within the time bound."""
+    monkeypatch.setattr(values, "MAX_INSTRUCTIONS", DEFAULT_MAX_INSTRUCTIONS)
+    monkeypatch.setattr(limits, "MAX_STEPS", DEFAULT_MAX_STEPS)
     for text in EXAMPLES:
         assert isinstance(outcome(text), Program)
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tpcompile.codegen.module import emit_module
+from tpcompile.codegen.tensor import families_evaluator
 from tpcompile.errors import KernelInputError, NonFiniteKernelError, TPError, did_you_mean
 from tpcompile.inputs import as_batch, default_float
 from tpcompile.ir import Program
@@ -96,13 +97,21 @@ class Compiled:
         filename: str,
         options: NumericOptions | None = None,
         params: Mapping[str, object] | None = None,
+        unroll: bool = False,
     ) -> None:
         self.ir = program
+        self.unroll = unroll
         self.params = dict(params or {})
         self.program_text = source_text
         self.filename = filename
         self.options = options or NumericOptions()
         try:
+            evaluator = None if unroll else families_evaluator(program, self.options)
+            if evaluator is not None:
+                self.graph, self.nngp_expr, self.ntk_expr = evaluator.analysis
+                self.source = evaluator.describe()
+                self._module: Any = evaluator
+                return
             self.graph, self.nngp_expr, self.ntk_expr = analyse(program, self.options)
         except TPError as err:
             raise err.with_source(source_text, filename) from None
@@ -112,10 +121,22 @@ class Compiled:
         exec(builtins.compile(self.source, f"<tpcompile:{filename}>", "exec"), namespace)  # noqa: S102
         self._module = namespace
 
+    @property
+    def rolled(self) -> bool:
+        """Whether the kernels are computed over families (tensors over member pairs) rather
+        than over the unrolled program's scalars."""
+        return not isinstance(self._module, dict)
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Pickled as what it was compiled from: the generated module (functions made by `exec`)
         # cannot be pickled, and recompiling gives the same kernels.
-        return _recompile, (self.program_text, self.params, self.filename, self.options)
+        return _recompile, (
+            self.program_text,
+            self.params,
+            self.filename,
+            self.options,
+            self.unroll,
+        )
 
     @property
     def numerics(self) -> tuple[NumericQuantity, ...]:
@@ -292,6 +313,7 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
     seed: int = 0,
     method: str = "auto",
     degree: int | None = None,
+    unroll: bool = False,
 ) -> Compiled:
     """Compile `.tp` program text into kernels. `params` overrides `param` declarations.
 
@@ -302,7 +324,11 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
     check it a posteriori, quadrature degrees follow it); `samples` and `seed` are Monte Carlo's;
     `method` ("auto", "mehler", "split", "hermite", "mc") forces the rule of one-variable pairs
     and `degree` the degree of the quadrature rules (for references and benchmarks). Arguments of
-    the wrong type raise `TPError`, like mistakes in the program."""
+    the wrong type raise `TPError`, like mistakes in the program.
+
+    Loops whose iterations are one template (the positions of a convolution) are computed as
+    families, tensors over pairs of positions (`c.rolled`); `unroll=True` computes every
+    position as its own scalar quantity instead (the oracle, slow for large inputs)."""
     text = _source_text(source)
     if not isinstance(filename, str):
         raise TPError(f"compile(): filename must be a str, got {type(filename).__name__}")
@@ -315,7 +341,7 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
             path = text.strip()
             err.hint = f"compile() takes program text, not a file name: open({path!r}).read()"
         raise
-    return Compiled(program, text, filename, options, params)
+    return Compiled(program, text, filename, options, params, unroll=bool(unroll))
 
 
 def _source_text(source: object) -> str:
@@ -385,7 +411,12 @@ def _options(tol: object, samples: object, seed: object, method: object, degree:
 
 
 def _recompile(
-    source: str, params: Mapping[str, object], filename: str, options: NumericOptions
+    source: str,
+    params: Mapping[str, object],
+    filename: str,
+    options: NumericOptions,
+    unroll: bool = False,
 ) -> Compiled:
     """Unpickle a `Compiled`: compile its program text again with the same params and options."""
-    return Compiled(load_program(source, params, filename), source, filename, options, params)
+    program = load_program(source, params, filename)
+    return Compiled(program, source, filename, options, params, unroll=unroll)

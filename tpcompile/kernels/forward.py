@@ -19,7 +19,8 @@ from collections.abc import Callable
 import sympy
 
 from tpcompile import ir
-from tpcompile.kernels.graph import DataGram, KernelGraph, to_side
+from tpcompile.ir.template import EmbedFamily, Map, Mix, Unrollable
+from tpcompile.kernels.graph import DataGram, FamilyGram, KernelGraph, Mapped, to_side
 
 _ZERO = sympy.Integer(0)
 
@@ -29,13 +30,31 @@ def mean(graph: KernelGraph, g: str) -> sympy.Expr:
     key = ("mu", g)  # memoised: a recurrence's linear combinations nest T deep
     if key not in graph.facts:
         ins = graph.instr(g)
-        if isinstance(ins, ir.Bias):
-            graph.facts[key] = ins.mean
-        elif isinstance(ins, ir.LinComb):
-            graph.facts[key] = ins.const + sum((c * mean(graph, v) for c, v in ins.terms), _ZERO)
-        else:
-            graph.facts[key] = _ZERO
+        rule = _MEANS.get(type(ins))
+        graph.facts[key] = rule(graph, ins) if rule is not None else _ZERO
     return graph.facts[key]
+
+
+def _mix_mean(graph: KernelGraph, ins: Mix) -> sympy.Expr:
+    """const + Σ map @ mean(operand): one number, or the template cannot stand (`Unrollable`)."""
+    total = ins.const
+    for m, v in ins.terms:
+        mu = mean(graph, v)
+        if mu != 0:
+            sums = set(m.matrix.sum(axis=1).tolist())
+            if len(sums) > 1:
+                raise Unrollable("members with different means")
+            total += sympy.Float(sums.pop()) * mu
+    return total
+
+
+_MEANS: dict[type, Callable[[KernelGraph, ir.Instr], sympy.Expr]] = {
+    ir.Bias: lambda graph, ins: ins.mean,
+    ir.LinComb: lambda graph, ins: (
+        ins.const + sum((c * mean(graph, v) for c, v in ins.terms), _ZERO)
+    ),
+    Mix: _mix_mean,
+}
 
 
 _SOURCES: dict[type, Callable[[KernelGraph, ir.Instr], frozenset[str]]] = {
@@ -43,6 +62,8 @@ _SOURCES: dict[type, Callable[[KernelGraph, ir.Instr], frozenset[str]]] = {
     ir.Embed: lambda graph, ins: frozenset([ins.weight]),
     ir.Bias: lambda graph, ins: frozenset([ins.out]),
     ir.LinComb: lambda graph, ins: frozenset().union(*(sources(graph, v) for _, v in ins.terms)),
+    Mix: lambda graph, ins: frozenset().union(*(sources(graph, v) for _, v in ins.terms)),
+    EmbedFamily: lambda graph, ins: frozenset([ins.weight]),
 }
 
 
@@ -71,10 +92,21 @@ def gram(graph: KernelGraph, p: int, q: int) -> sympy.Expr:
 LeafRule = Callable[[KernelGraph, ir.Instr, ir.Instr], sympy.Expr]
 
 
+def second_moment(graph: KernelGraph, u: str, v: str) -> sympy.Expr:
+    """E[Z^u(a) Z^v(b)] of two values (G or H): sums over positions of H values (a template's
+    H `Mix`) expand linearly; everything else is a Gaussian expectation."""
+    a, b = graph.instr(u), graph.instr(v)
+    if type(a) in LINEAR and a.kind == "H":
+        return _linear(graph, a, lambda w: second_moment(graph, w, v), v, "left")
+    if type(b) in LINEAR and b.kind == "H":
+        return _linear(graph, b, lambda w: second_moment(graph, u, w), u, "right")
+    return graph.expect(function(graph, u), function(graph, v))
+
+
 def _matmuls(graph: KernelGraph, a: ir.MatMul, b: ir.MatMul) -> sympy.Expr:
     if a.weight != b.weight:
         return _ZERO
-    second = graph.expect(function(graph, a.arg), function(graph, b.arg))
+    second = second_moment(graph, a.arg, b.arg)
     return graph.param.forward_factor(graph.program.weight[a.weight].var) * second
 
 
@@ -85,19 +117,35 @@ def _embeds(graph: KernelGraph, a: ir.Embed, b: ir.Embed) -> sympy.Expr:
     return var * gram(graph, a.position, b.position)
 
 
+def _embed_families(graph: KernelGraph, a: EmbedFamily, b: EmbedFamily) -> sympy.Expr:
+    if a.weight != b.weight:
+        return _ZERO
+    var = graph.param.forward_factor(graph.program.weight[a.weight].var)
+    return var * family_gram(graph, a.positions, b.positions)
+
+
+def family_gram(graph: KernelGraph, p: tuple[int, ...], q: tuple[int, ...]) -> sympy.Expr:
+    """<x_p(a), x_q(b)>/d for all positions p of one family and q of another."""
+    label = f"<x[{len(p)} positions], x[{len(q)} positions]>/d"
+    return graph.node(("gram", p, q), FamilyGram(p, q), label)
+
+
 def _biases(graph: KernelGraph, a: ir.Bias, b: ir.Bias) -> sympy.Expr:
     return graph.param.forward_factor(a.var) if a.out == b.out else _ZERO
 
 
 #: Linear instructions: their terms (coefficient, value), expanded bilinearly.
-LINEAR: dict[type, Callable[[ir.Instr], tuple[tuple[sympy.Expr, str], ...]]] = {
+#: A coefficient is a number, or a `Map` between the members of two families (a template's Mix).
+LINEAR: dict[type, Callable[[ir.Instr], tuple[tuple[sympy.Expr | Map, str], ...]]] = {
     ir.LinComb: lambda ins: ins.terms,
+    Mix: lambda ins: ins.terms,
 }
 
 #: Pairs of leaf instructions that can be correlated; every other pair is independent.
 LEAF_PAIRS: dict[tuple[type, type], LeafRule] = {
     (ir.MatMul, ir.MatMul): _matmuls,
     (ir.Embed, ir.Embed): _embeds,
+    (EmbedFamily, EmbedFamily): _embed_families,
     (ir.Bias, ir.Bias): _biases,
 }
 
@@ -109,13 +157,41 @@ def cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
         return graph.memo[key]
     a, b = graph.instr(g), graph.instr(h)
     if type(a) in LINEAR:
-        formula = sum((c * cov(graph, v, h) for c, v in LINEAR[type(a)](a)), _ZERO)
+        formula = _linear(graph, a, lambda v: cov(graph, v, h), h, "left")
     elif type(b) in LINEAR:
-        formula = sum((c * cov(graph, g, v) for c, v in LINEAR[type(b)](b)), _ZERO)
+        formula = _linear(graph, b, lambda v: cov(graph, g, v), g, "right")
     else:
         rule = LEAF_PAIRS.get((type(a), type(b)))
         formula = rule(graph, a, b) if rule is not None else _ZERO
     return graph.node(key, formula, f"Σ({g}, {h})")
+
+
+def _linear(
+    graph: KernelGraph,
+    ins: ir.Instr,
+    of: Callable[[str], sympy.Expr],
+    other: str,
+    side: str,
+) -> sympy.Expr:
+    """Σ coef · of(term) over a linear instruction's terms, on the `side` it stands: a number
+    scales, a `Map` maps the member axis of that side (a node of its own)."""
+    out = []
+    for c, v in LINEAR[type(ins)](ins):
+        q = of(v)
+        if q == 0:
+            continue
+        if not isinstance(c, Map):
+            out.append(c * q)
+            continue
+        if c.is_identity:
+            out.append(q)
+            continue
+        shape = (graph.size(v), graph.size(other))
+        left, right = (c, None) if side == "left" else (None, c)
+        if side == "right":
+            shape = shape[::-1]
+        out.append(graph.node(("map", left, q, right), Mapped(q, shape, left, right), "map"))
+    return sympy.Add(*out)
 
 
 def pair_cov(

@@ -95,7 +95,35 @@ class ClosedForm:
         return self.template.xreplace(dict(zip((S11, S12, S22), self.args, strict=False)))
 
 
-Formula = sympy.Expr | ClosedForm | NumericSpec | DataGram
+@dataclass(frozen=True)
+class Mapped:
+    """left @ inner @ rightᵀ over the member axes of a family quantity (DESIGN §6): a linear map
+    applied to a pair quantity `inner` of members `shape`; None is the identity. `left`/`right`
+    are `ir.template.Map`s."""
+
+    inner: sympy.Expr
+    shape: tuple[int, int]
+    left: Any = None
+    right: Any = None
+
+
+@dataclass(frozen=True)
+class FamilyGram:
+    """<x_p(a), x_q(b)> / d for every pair of positions (p in `left`, q in `right`): one matmul."""
+
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Total:
+    """The sum of the pair quantity `inner` (members `shape`) over both member axes."""
+
+    inner: sympy.Expr
+    shape: tuple[int, int]
+
+
+Formula = sympy.Expr | ClosedForm | NumericSpec | DataGram | Mapped | FamilyGram | Total
 
 
 @dataclass
@@ -112,6 +140,8 @@ def refs(expr: object) -> set[tuple[str, int]]:
         parts = expr.expressions()
     elif isinstance(expr, ClosedForm):
         parts = list(expr.args)
+    elif isinstance(expr, Mapped | Total):
+        parts = [expr.inner]
     elif isinstance(expr, sympy.Basic):
         parts = [expr]
     else:
@@ -156,6 +186,8 @@ class KernelGraph:
     #: memoised facts that are not quantities (a rule's choice, a factor's sources, a mean)
     facts: dict[tuple, Any] = field(default_factory=dict)
     backward: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
+    #: members per value, for a template program (`ir/template.py`); absent values have one
+    sizes: dict[str, int] = field(default_factory=dict)
 
     def node(
         self, key: tuple, formula: Formula, label: str, diagonal_only: bool = False
@@ -185,6 +217,9 @@ class KernelGraph:
 
     def instr(self, name: str) -> ir.Instr:
         return self.program.by_name[name]
+
+    def size(self, name: str) -> int:
+        return self.sizes.get(name, 1)
 
     def expect(self, f: sympy.Expr, g: sympy.Expr) -> sympy.Expr:
         """E[f(Z(a)) g(Z(b))] by the expectation engine."""

@@ -1,0 +1,106 @@
+"""Benchmark: convolutional programs computed over index families (DESIGN §6).
+
+Where this sits: outside the package, on top of `tpcompile.compile` and `Compiled.kernel_fn`.
+Rows: the conv1d case of ../shared/nt-oracle/perf_vs_nt.py (`programs/conv1d.tp`: 2 circular
+3-tap relu layers, GAP, N = 100, P = 16, C = 3, standard normal inputs), in float64 and float32,
+and `examples/cnn2d.tp` (3 zero-padded 3×3 relu layers, GAP) on 8×8 and 16×16 images. "compile"
+is `tpcompile.compile` (elaboration, rolling, analysis), "first" the first `kernel_fn(x)` call
+(NNGP and NTK; XLA compilation included), "warm" the minimum of 3 more calls, "total" import to
+the end of the first call. Each row runs in a fresh process (JAX's persistent cache off).
+neural-tangents figures are from ../shared/ANCHORS.md (same machine, same program and inputs,
+measured on another day: ratios across days are ±40 %).
+
+    python benchmarks/families.py                    # the default table
+    python benchmarks/families.py conv1d:64 cnn2d:8:100:float64   # name:N[:size[:dtype]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "examples"
+#: name -> (program, size parameters, input shape of one example without channels)
+PROGRAMS = {
+    "conv1d": (HERE / "programs" / "conv1d.tp", ("P",), 1),
+    "cnn2d": (EXAMPLES / "cnn2d.tp", ("H", "W"), 2),
+}
+#: neural-tangents 0.6.5, ../shared/ANCHORS.md: (warm s, first s)
+NT = {("conv1d", 100, 16, "float64"): (0.58, 2.2), ("conv1d", 100, 16, "float32"): (1.34, 2.7)}
+DEFAULT = (
+    "conv1d:100:16:float64",
+    "conv1d:100:16:float32",
+    "cnn2d:100:8:float64",
+    "cnn2d:4:16:float64",
+)
+
+
+def measure(name: str, n: int, size: int, dtype: str) -> dict[str, float]:
+    """One row, in this process (the child of `main`)."""
+    start = time.perf_counter()
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    import tpcompile
+
+    path, params, axes = PROGRAMS[name]
+    imported = time.perf_counter()
+    c = tpcompile.compile(path.read_text(), params={p: size for p in params})
+    compiled = time.perf_counter()
+    x = np.random.default_rng(0).normal(size=(n, *(size,) * axes, 3)).astype(dtype)
+    jax.block_until_ready(tuple(c.kernel_fn(x)))
+    first = time.perf_counter()
+    warm = []
+    for _ in range(3):
+        t = time.perf_counter()
+        jax.block_until_ready(tuple(c.kernel_fn(x)))
+        warm.append(time.perf_counter() - t)
+    return {
+        "import": imported - start,
+        "compile": compiled - imported,
+        "first": first - compiled,
+        "warm": min(warm),
+        "total": first - start,
+        "rolled": float(c.rolled),
+    }
+
+
+def main(rows: list[str]) -> None:
+    heads = ("compile", "first", "warm", "total")
+    print(
+        f"{'program':<8} {'N':>5} {'size':>4} {'dtype':<8}"
+        + "".join(f"{h:>9}" for h in heads)
+        + f"{'NT warm':>9}{'NT first':>9}{'NT/tpc warm':>12}"
+    )
+    for row in rows:
+        name, n, size, dtype = (row.split(":") + ["16", "float64"])[:4]
+        env = dict(os.environ, TPCOMPILE_NO_CACHE="1")
+        out = subprocess.run(
+            [sys.executable, __file__, "--row", name, n, size, dtype],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        head = f"{name:<8} {n:>5} {size:>4} {dtype:<8}"
+        if out.returncode != 0:
+            print(f"{head} failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        t = json.loads(out.stdout.strip().splitlines()[-1])
+        nt = NT.get((name, int(n), int(size), dtype))
+        tail = f"{nt[0]:9.2f}{nt[1]:9.1f}{nt[0] / t['warm']:12.1f}" if nt else ""
+        print(head + "".join(f"{t[h]:9.2f}" for h in heads) + tail, flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--row"]:
+        name, n, size, dtype = sys.argv[2:6]
+        print(json.dumps(measure(name, int(n), int(size), dtype)))
+    else:
+        main(sys.argv[1:] or list(DEFAULT))

@@ -1,0 +1,207 @@
+"""The Master Theorem on families: the backward pass and the kernels of a template program.
+
+Where this sits: the analysis of a template program (`ir/template.py`: one instruction per family,
+every operand map in a `Mix`). The forward rules (`forward.py`) and the expectation engine
+(`expect.py`) are the scalar ones: their quantities are arrays over pairs of members, computed
+elementwise, and a `Mix` maps a member axis (`graph.Mapped`). This module does what the scalar
+`backward.py` does, with the maps:
+
+By gradient independence, the backward vector of a G family g is a sum of routes to backward
+Gaussians Γ (the readout v, or Ŵᵀ dF for a matmul family F):
+
+    dZ^g = Σ_routes Aᵀ · (φ ⊙ (B · Γ))
+
+A route passes through at most one nonlinearity: φ is the derivative of that family's function
+(1 on a route through linear instructions only), A maps g's members to the nonlinearity's
+members (the composed transposes of the `Mix`es read on the way) and B the nonlinearity's members
+to Γ's. An H value reaches Γ through constant maps only. So
+
+    D(g, h) = E[dZ^g(a) dZ^h(b)]
+            = Σ_{r, r'} A_rᵀ (E[φ_r(a) φ_r'(b)] ⊙ (B_r Cov(Γ_r, Γ_r') B_r'ᵀ)) A_r'
+
+with Cov(Γ^F, Γ^G) = var · D(F, G) for two matmul families of one matrix, 1 for the readout. The
+NTK sums, over every matrix and every pair of its use families F, G, the total over member pairs
+of var · D(F, G) ⊙ E[arg_F arg_G], and the bias terms likewise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from tpcompile import ir
+from tpcompile.ir.template import EmbedFamily, Map, Mix, Template, Unrollable
+from tpcompile.kernels.expect import expect
+from tpcompile.kernels.forward import family_gram, second_moment
+from tpcompile.kernels.graph import KernelGraph, Mapped, NumericSpec, Total
+from tpcompile.kernels.param import NTK, Parameterization
+from tpcompile.kernels.plan import NumericOptions
+
+READOUT = "v"
+_ONE = sympy.Integer(1)
+
+
+@dataclass(frozen=True)
+class Route:
+    """dZ^g ∋ Aᵀ (φ ⊙ (B Γ)): `gaussian` Γ, `phi` a function of the nonlinearity's arguments."""
+
+    gaussian: str
+    A: Map
+    phi: sympy.Expr
+    B: Map
+
+
+def _merge(routes: list[Route]) -> list[Route]:
+    """Routes to one Γ with one φ and one B are one route with the sum of their A maps."""
+    merged: dict[tuple, Map] = {}
+    for r in routes:
+        key = (r.gaussian, r.phi, r.B)
+        merged[key] = merged[key] + r.A if key in merged else r.A
+    return [Route(g, a, phi, b) for (g, phi, b), a in merged.items()]
+
+
+def routes(tp: Template, param: Parameterization) -> dict[str, list[Route]]:
+    """Every G value's routes to the backward Gaussians, from the output back."""
+    program, size = tp.program, tp.sizes
+    seed = float(param.readout_seed(program.readout.var, sympy.sqrt))
+    # H values: dy = Σ C · Γ with constant maps C (members of y × members of Γ).
+    h_maps: dict[str, dict[str, Map]] = defaultdict(dict)
+    g_routes: dict[str, list[Route]] = defaultdict(list)
+
+    def add_h(y: str, gaussian: str, c: Map) -> None:
+        have = h_maps[y].get(gaussian)
+        h_maps[y][gaussian] = c if have is None else have + c
+
+    out = program.output
+    if program.kind(out) == "H":
+        add_h(out, READOUT, Map(np.full((1, 1), seed)))
+    else:
+        g_routes[out].append(Route(READOUT, Map.identity(1), _ONE, Map(np.full((1, 1), seed))))
+    for ins in reversed(program.instrs):
+        if isinstance(ins, ir.MatMul):
+            eye = Map.identity(size[ins.out])
+            if program.kind(ins.arg) == "H":
+                add_h(ins.arg, ins.out, eye)
+            else:
+                g_routes[ins.arg].append(Route(ins.out, eye, _ONE, eye))
+        elif isinstance(ins, Mix) and ins.kind == "H":
+            for m, v in ins.terms:
+                for gaussian, c in h_maps[ins.out].items():
+                    add_h(v, gaussian, m.T @ c)
+        elif isinstance(ins, Mix):
+            mine = _merge(g_routes[ins.out])
+            g_routes[ins.out] = mine
+            for m, v in ins.terms:
+                g_routes[v] += [Route(r.gaussian, r.A @ m, r.phi, r.B) for r in mine]
+        elif isinstance(ins, ir.Nonlin):
+            eye = Map.identity(size[ins.out])
+            for arg in ins.args:
+                phi = sympy.diff(ins.fn, ir.symbol(arg))
+                if phi == 0:
+                    continue
+                for gaussian, c in h_maps[ins.out].items():
+                    g_routes[arg].append(Route(gaussian, eye, phi, c))
+    return {g: _merge(rs) for g, rs in g_routes.items()}
+
+
+class FamilyBackward:
+    """D(g, h), memoised as nodes of the graph."""
+
+    def __init__(self, graph: KernelGraph, tp: Template, param: Parameterization) -> None:
+        self.graph, self.tp, self.param = graph, tp, param
+        self.routes = routes(tp, param)
+
+    def gaussian_cov(self, x: str, y: str) -> sympy.Expr:
+        if READOUT in (x, y):
+            return _ONE if x == y else sympy.Integer(0)
+        wx, wy = self.graph.instr(x), self.graph.instr(y)
+        if wx.weight != wy.weight:
+            return sympy.Integer(0)
+        var = self.param.forward_factor(self.graph.program.weight[wx.weight].var)
+        return var * self.D(x, y)
+
+    def D(self, g: str, h: str) -> sympy.Expr:  # noqa: N802 - the theory's name
+        key = ("D", g, h)
+        graph = self.graph
+        if key in graph.memo:
+            return graph.memo[key]
+        terms = []
+        for r in self.routes.get(g, ()):
+            for s in self.routes.get(h, ()):
+                c = self.gaussian_cov(r.gaussian, s.gaussian)
+                if c == 0:
+                    continue
+                inner_shape = (r.B.shape[1], s.B.shape[1])
+                inner = _mapped(graph, c, inner_shape, r.B, s.B)
+                weighted = graph.expect(r.phi, s.phi) * inner
+                if weighted == 0:
+                    continue
+                shape = (r.A.shape[0], s.A.shape[0])
+                terms.append(_mapped(graph, weighted, shape, r.A.T, s.A.T))
+        return graph.node(key, sympy.Add(*terms), f"D({g}, {h})")
+
+
+def _mapped(
+    graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int], left: Map, right: Map
+) -> sympy.Expr:
+    """left @ inner @ rightᵀ as a node (identities skipped)."""
+    left_map = None if left.is_identity else left
+    right_map = None if right.is_identity else right
+    if left_map is None and right_map is None:
+        return inner
+    key = ("map", left_map, inner, right_map)
+    return graph.node(key, Mapped(inner, shape, left_map, right_map), "map")
+
+
+def _total(graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int]) -> sympy.Expr:
+    if shape == (1, 1):
+        return inner
+    return graph.node(("total", inner, shape), Total(inner, shape), "Σ over members")
+
+
+def _forward_factor(graph: KernelGraph, a: ir.MatMul | EmbedFamily, b: object) -> sympy.Expr:
+    if isinstance(a, EmbedFamily):
+        return family_gram(graph, a.positions, b.positions)  # type: ignore[attr-defined]
+    return second_moment(graph, a.arg, b.arg)  # type: ignore[attr-defined]
+
+
+def analyse_template(
+    tp: Template, options: NumericOptions | None = None, param: Parameterization = NTK
+) -> tuple[KernelGraph, sympy.Expr, sympy.Expr]:
+    """The kernel graph of a template program with its NNGP and NTK (arrays of one member pair).
+
+    Raises `Unrollable` where the template path does not evaluate a quantity yet (numerical
+    expectations: the vectorised evaluator is closed forms and exact algebra for now)."""
+    program = tp.program
+    graph = KernelGraph(program, expect, options or NumericOptions(), param, sizes=tp.sizes)
+    out, ro = program.output, program.readout
+    nngp = param.forward_factor(ro.var) * second_moment(graph, out, out) + param.forward_factor(
+        ro.bias_var
+    )
+    backward = FamilyBackward(graph, tp, param)
+    summands = [nngp]
+    uses: dict[str, list] = defaultdict(list)
+    for ins in program.instrs:
+        if isinstance(ins, ir.MatMul | EmbedFamily):
+            uses[ins.weight].append(ins)
+        elif isinstance(ins, ir.Bias):
+            d = backward.D(ins.out, ins.out)
+            summands.append(param.ntk_factor(ins.var) * d)
+    for w, its in uses.items():
+        var = param.ntk_factor(program.weight[w].var)
+        for a in its:
+            for b in its:
+                d = backward.D(a.out, b.out)
+                if d == 0:
+                    continue
+                shape = (tp.sizes[a.out], tp.sizes[b.out])
+                summands.append(var * _total(graph, d * _forward_factor(graph, a, b), shape))
+    if any(isinstance(n.formula, NumericSpec) for n in graph.nodes):
+        raise Unrollable("numerical expectations")
+    return graph, nngp, sympy.Add(*summands)
+
+
+__all__ = ["READOUT", "Route", "analyse_template", "routes"]
