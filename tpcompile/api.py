@@ -20,8 +20,6 @@ from __future__ import annotations
 import builtins
 import collections
 import functools
-import numbers
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,9 +27,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tpcompile.arguments import (
+    check_params,
+    kernel_fields,
+    looks_like_a_path,
+    numeric_options,
+    source_text,
+)
 from tpcompile.codegen.module import emit_module
 from tpcompile.codegen.tensor import families_evaluator
-from tpcompile.errors import KernelInputError, NonFiniteKernelError, TPError, did_you_mean
+from tpcompile.errors import KernelInputError, NonFiniteKernelError, TPError
 from tpcompile.inputs import as_batch, default_float
 from tpcompile.ir import Program
 from tpcompile.kernels import analyse
@@ -40,37 +45,7 @@ from tpcompile.lang.frontend import load_program
 from tpcompile.resources import KernelSize, check_memory, kernel_size
 from tpcompile.runtime import mirrored, per_example
 
-KINDS = ("nngp", "ntk")
 DIAGONAL_ROWS = 8  # the per-example pass runs on whole vector lanes (see `_diagonal`)
-
-
-def _fields(get: object) -> tuple[str, ...]:
-    """kernel_fn's `get` as a tuple of distinct kernel names (None: all of them)."""
-    if get is None:
-        return KINDS
-    names = (get,) if isinstance(get, str) else get
-    if not isinstance(names, Sequence) or isinstance(names, bytes):
-        raise KernelInputError(
-            f"get must be 'nngp', 'ntk' or a tuple of them, got {type(get).__name__} {get!r}",
-            hint="e.g. get='ntk' or get=('nngp', 'ntk')",
-        )
-    fields = tuple(names) or KINDS
-    for f in fields:
-        if f not in KINDS:
-            hint = None
-            if isinstance(f, str):  # did_you_mean is case-sensitive; NTK is the usual slip
-                hint = (
-                    f"did you mean `{f.lower()}`?" if f.lower() in KINDS else did_you_mean(f, KINDS)
-                )
-            raise KernelInputError(
-                f"unknown kernel `{f}` in get", hint=hint or "get is 'nngp', 'ntk' or both"
-            )
-    if len(set(fields)) < len(fields):  # a named tuple cannot have a field twice
-        twice = next(f for f in fields if fields.count(f) > 1)
-        raise KernelInputError(
-            f"get names `{twice}` twice: {tuple(fields)!r}", hint="list each kernel once"
-        )
-    return fields
 
 
 def _all_finite(*values: Any) -> bool:
@@ -258,7 +233,7 @@ class Compiled:
         a `NumericReport` with, per numerical quantity, the largest estimated error over the
         entries it was evaluated at (an empty report when everything is exact).
         """
-        fields = _fields(get)
+        fields = kernel_fields(get)
         a = self._check(x1, "x1")
         b = None if x2 is None else self._check(x2, "x2")
         if b is not None and a.shape[-1] != b.shape[-1]:
@@ -300,7 +275,7 @@ class Compiled:
     @functools.cached_property
     def size(self) -> KernelSize:
         """How many arrays one evaluation holds: per pair of inputs, per input (`resources.py`)."""
-        return kernel_size(self.graph)
+        return self._module.size() if self.rolled else kernel_size(self.graph)
 
 
 def compile(  # noqa: A001 - the natural name, as in re.compile
@@ -329,85 +304,19 @@ def compile(  # noqa: A001 - the natural name, as in re.compile
     Loops whose iterations are one template (the positions of a convolution) are computed as
     families, tensors over pairs of positions (`c.rolled`); `unroll=True` computes every
     position as its own scalar quantity instead (the oracle, slow for large inputs)."""
-    text = _source_text(source)
+    text = source_text(source)
     if not isinstance(filename, str):
         raise TPError(f"compile(): filename must be a str, got {type(filename).__name__}")
-    params = _check_params(params)
-    options = _options(tol, samples, seed, method, degree)
+    params = check_params(params)
+    options = numeric_options(tol, samples, seed, method, degree)
     try:
         program = load_program(text, params, filename)
     except TPError as err:
-        if _looks_like_a_path(text):  # compile("prog.tp"): the likely mistake, whatever the parse
+        if looks_like_a_path(text):  # compile("prog.tp"): the likely mistake, whatever the parse
             path = text.strip()
             err.hint = f"compile() takes program text, not a file name: open({path!r}).read()"
         raise
     return Compiled(program, text, filename, options, params, unroll=bool(unroll))
-
-
-def _source_text(source: object) -> str:
-    if isinstance(source, str):
-        return source
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        try:
-            return data.decode("utf-8-sig")  # -sig: a byte-order mark is not program text
-        except UnicodeDecodeError as exc:
-            raise TPError(
-                f"compile(): the program is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-                f"offset {exc.start})",
-                hint="decode it yourself, e.g. compile(data.decode('latin-1'))",
-            ) from None
-    if isinstance(source, os.PathLike):
-        raise TPError(
-            f"compile() takes program text, not a path: got {source!r}",
-            hint=f"compile(Path({os.fspath(source)!r}).read_text())",
-        )
-    raise TPError(
-        f"compile() takes the program text as a str, got {type(source).__name__}",
-        hint="e.g. compile(open('prog.tp').read())",
-    )
-
-
-def _looks_like_a_path(text: str) -> bool:
-    name = text.strip()
-    return bool(name) and "\n" not in name and (name.endswith(".tp") or os.path.isfile(name))
-
-
-def _check_params(params: object) -> dict[str, object] | None:
-    if params is None:
-        return None
-    if not isinstance(params, Mapping):
-        raise TPError(
-            f"compile(): params must be a mapping of param names to values, got "
-            f"{type(params).__name__}",
-            hint='e.g. params={"L": 5}',
-        )
-    for name in params:
-        if not isinstance(name, str):
-            raise TPError(
-                f"compile(): params keys are param names (str), got {name!r}",
-                hint='e.g. params={"L": 5}',
-            )
-    return dict(params)
-
-
-def _options(tol: object, samples: object, seed: object, method: object, degree: object) -> Any:
-    """NumericOptions from compile()'s keywords; NumPy scalars count as the numbers they are."""
-
-    def plain(value: object, kind: type) -> object:
-        ok = isinstance(value, numbers.Integral if kind is int else numbers.Real)
-        return kind(value) if ok and not isinstance(value, bool) else value
-
-    try:
-        return NumericOptions(
-            tol=plain(tol, float),  # type: ignore[arg-type]
-            samples=plain(samples, int),  # type: ignore[arg-type]
-            seed=plain(seed, int),  # type: ignore[arg-type]
-            method=method,  # type: ignore[arg-type]
-            degree=None if degree is None else plain(degree, int),  # type: ignore[arg-type]
-        )
-    except (TypeError, ValueError) as exc:
-        raise TPError(f"compile(): {exc}") from None
 
 
 def _recompile(

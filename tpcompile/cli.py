@@ -1,7 +1,7 @@
 """The `tpcompile` command: the pipeline's stages, one subcommand each, registered here.
 
     tpcompile check FILE... [--size] parse and type-check; --size also counts the kernel quantities
-    tpcompile ir FILE                print the unrolled, typed program
+    tpcompile ir FILE [--families]   print the unrolled, typed program (or rolled into families)
     tpcompile emit FILE [-o OUT]     write the generated JAX kernel module
     tpcompile show FILE              print the derived kernel recursion as mathematics
     tpcompile kernel FILE --x A.npy [--x2 B.npy] -o K.npz
@@ -33,6 +33,7 @@ from typing import Any
 from tpcompile.errors import TPError
 from tpcompile.files import atomic_output, compilation_cache, load_array, output_path
 from tpcompile.ir import Program
+from tpcompile.ir.families import format_families, roll
 from tpcompile.lang.frontend import load_program, read_source
 from tpcompile.resources import size_report
 
@@ -108,7 +109,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
-    sys.stdout.write(str(_program(args, args.file)))
+    program = _program(args, args.file)
+    sys.stdout.write(format_families(roll(program)) if args.families else str(program))
     return 0
 
 
@@ -238,11 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     print(f"{'t':>10}  {'mean of predictions':>20}  {'mean |f - y|' if x_test is None else '':>14}")
     for i, t in enumerate(times):
-        fit = (
-            f"{np.mean(np.abs(mean[i] - y_train.reshape(mean[i].shape))):14.6g}"
-            if (x_test is None)
-            else ""
-        )
+        gap = None if x_test is not None else mean[i] - y_train.reshape(mean[i].shape)
+        fit = "" if gap is None else f"{np.mean(np.abs(gap)):14.6g}"
         print(f"{t:10g}  {np.mean(mean[i]):20.6g}  {fit}")
     if out:
         arrays = {"t": np.asarray(times), "mean": mean}
@@ -305,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("ir", parents=[common], help="print the unrolled typed program")
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--families", action="store_true", help="print it rolled into families")
     p = sub.add_parser("emit", parents=[common, numeric], help="write the generated JAX module")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", help="output .py file (default: print)")

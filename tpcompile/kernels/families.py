@@ -35,8 +35,8 @@ import sympy
 from tpcompile import ir
 from tpcompile.ir.template import EmbedFamily, Map, Mix, Template, Unrollable
 from tpcompile.kernels.expect import expect
-from tpcompile.kernels.forward import family_gram, second_moment
-from tpcompile.kernels.graph import KernelGraph, Mapped, NumericSpec, Total
+from tpcompile.kernels.forward import family_gram, mapped, second_moment
+from tpcompile.kernels.graph import KernelGraph, Mapped, NumericSpec, Ref, Total
 from tpcompile.kernels.param import NTK, Parameterization
 from tpcompile.kernels.plan import NumericOptions
 
@@ -124,36 +124,46 @@ class FamilyBackward:
         return var * self.D(x, y)
 
     def D(self, g: str, h: str) -> sympy.Expr:  # noqa: N802 - the theory's name
-        key = ("D", g, h)
+        # Keyed on the routes, not the names: the taps of a convolution, read through identity
+        # maps by the sum of taps, share one backward vector, hence one quantity.
+        mine, theirs = tuple(self.routes.get(g, ())), tuple(self.routes.get(h, ()))
+        key = ("D", mine, theirs)
         graph = self.graph
         if key in graph.memo:
             return graph.memo[key]
-        terms = []
-        for r in self.routes.get(g, ()):
-            for s in self.routes.get(h, ()):
+        # Route pairs with the same maps A and functions φ on both sides share one
+        # expectation: their inner covariances are summed first (the taps of a convolution).
+        inners: dict[tuple, list[sympy.Expr]] = defaultdict(list)
+        for r in mine:
+            for s in theirs:
                 c = self.gaussian_cov(r.gaussian, s.gaussian)
                 if c == 0:
                     continue
                 inner_shape = (r.B.shape[1], s.B.shape[1])
-                inner = _mapped(graph, c, inner_shape, r.B, s.B)
-                weighted = graph.expect(r.phi, s.phi) * inner
-                if weighted == 0:
-                    continue
-                shape = (r.A.shape[0], s.A.shape[0])
-                terms.append(_mapped(graph, weighted, shape, r.A.T, s.A.T))
+                inners[r.A, r.phi, s.A, s.phi].append(mapped(graph, c, inner_shape, r.B, s.B))
+        terms = []
+        for (a, phi, b, psi), parts in inners.items():
+            weighted = graph.expect(phi, psi) * sympy.Add(*parts)
+            if weighted != 0:
+                shape = (a.shape[0], b.shape[0])
+                terms.append(mapped(graph, weighted, shape, a.T, b.T))
         return graph.node(key, sympy.Add(*terms), f"D({g}, {h})")
 
 
-def _mapped(
-    graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int], left: Map, right: Map
-) -> sympy.Expr:
-    """left @ inner @ rightᵀ as a node (identities skipped)."""
-    left_map = None if left.is_identity else left
-    right_map = None if right.is_identity else right
-    if left_map is None and right_map is None:
-        return inner
-    key = ("map", left_map, inner, right_map)
-    return graph.node(key, Mapped(inner, shape, left_map, right_map), "map")
+def _unmapped(
+    graph: KernelGraph, d: sympy.Expr, factor: sympy.Expr, shape: tuple[int, int]
+) -> list[tuple[sympy.Expr, tuple[int, int], sympy.Expr]]:
+    """Σ_ij (A X Bᵀ ⊙ F)_ij = Σ_ij (X ⊙ Aᵀ F B)_ij: the maps of a backward quantity moved onto
+    the forward factor, term by term of a sum, so that the taps of a convolution meet one
+    backward quantity X (and their mapped factors are the forward pass's own quantities)."""
+    node = graph.nodes[d.node].formula if isinstance(d, Ref) and d.side == "X" else None
+    if isinstance(node, sympy.Add) and all(isinstance(t, Ref) for t in node.args):
+        return [part for t in node.args for part in _unmapped(graph, t, factor, shape)]
+    if not isinstance(node, Mapped):
+        return [(d, shape, factor)]
+    left = None if node.left is None else node.left.T
+    right = None if node.right is None else node.right.T
+    return [(node.inner, node.shape, mapped(graph, factor, shape, left, right))]
 
 
 def _total(graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int]) -> sympy.Expr:
@@ -190,6 +200,10 @@ def analyse_template(
         elif isinstance(ins, ir.Bias):
             d = backward.D(ins.out, ins.out)
             summands.append(param.ntk_factor(ins.var) * d)
+    # Σ over matrices and pairs of uses of var · D ⊙ E[arg arg']: the pairs that share one
+    # backward quantity D (the taps of a convolution) are summed inside one total.
+    by_d: dict[sympy.Expr, list[sympy.Expr]] = defaultdict(list)
+    shapes: dict[sympy.Expr, tuple[int, int]] = {}
     for w, its in uses.items():
         var = param.ntk_factor(program.weight[w].var)
         for a in its:
@@ -197,8 +211,14 @@ def analyse_template(
                 d = backward.D(a.out, b.out)
                 if d == 0:
                     continue
-                shape = (tp.sizes[a.out], tp.sizes[b.out])
-                summands.append(var * _total(graph, d * _forward_factor(graph, a, b), shape))
+                by_d[d].append(var * _forward_factor(graph, a, b))
+                shapes[d] = (tp.sizes[a.out], tp.sizes[b.out])
+    moved: dict[tuple, list[sympy.Expr]] = defaultdict(list)
+    for d, factors in by_d.items():
+        for inner, shape, factor in _unmapped(graph, d, sympy.Add(*factors), shapes[d]):
+            moved[inner, shape].append(factor)
+    for (inner, shape), factors in moved.items():
+        summands.append(_total(graph, inner * sympy.Add(*factors), shape))
     if any(isinstance(n.formula, NumericSpec) for n in graph.nodes):
         raise Unrollable("numerical expectations")
     return graph, nngp, sympy.Add(*summands)

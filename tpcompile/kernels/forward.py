@@ -20,7 +20,7 @@ import sympy
 
 from tpcompile import ir
 from tpcompile.ir.template import EmbedFamily, Map, Mix, Unrollable
-from tpcompile.kernels.graph import DataGram, FamilyGram, KernelGraph, Mapped, to_side
+from tpcompile.kernels.graph import DataGram, FamilyGram, KernelGraph, Mapped, Ref, to_side
 
 _ZERO = sympy.Integer(0)
 
@@ -183,15 +183,48 @@ def _linear(
         if not isinstance(c, Map):
             out.append(c * q)
             continue
-        if c.is_identity:
-            out.append(q)
-            continue
         shape = (graph.size(v), graph.size(other))
         left, right = (c, None) if side == "left" else (None, c)
         if side == "right":
             shape = shape[::-1]
-        out.append(graph.node(("map", left, q, right), Mapped(q, shape, left, right), "map"))
+        out.append(mapped(graph, q, shape, left, right))
     return sympy.Add(*out)
+
+
+def _compose(outer: Map | None, inner: Map | None) -> Map | None:
+    if outer is None or inner is None:
+        return outer if inner is None else inner
+    return outer @ inner
+
+
+def mapped(
+    graph: KernelGraph, q: sympy.Expr, shape: tuple[int, int], left: Map | None, right: Map | None
+) -> sympy.Expr:
+    """left @ q @ rightᵀ (None, or an identity: no map) as a node. A map of a mapped quantity
+    is one map (the composed matrices), so a convolution's shift and its border are one
+    gather of the quantity they move."""
+    left = None if left is None or left.is_identity else left
+    right = None if right is None or right.is_identity else right
+    if left is None and right is None:
+        return q
+    # A number times a quantity: the map moves inside (maps are linear), where it may meet
+    # another map to compose with.
+    coeff, rest = sympy.sympify(q).as_coeff_Mul()
+    if isinstance(rest, Ref) and rest.side == "X":
+        formula = graph.nodes[rest.node].formula
+        if isinstance(formula, sympy.Mul):
+            c2, inner_ref = formula.as_coeff_Mul()
+            if isinstance(inner_ref, Ref) and inner_ref.side == "X":
+                coeff, rest = coeff * c2, inner_ref
+                formula = graph.nodes[rest.node].formula
+        if coeff != 1:
+            return coeff * mapped(graph, rest, shape, left, right)
+        if isinstance(formula, Mapped):
+            q, shape = formula.inner, formula.shape
+            left, right = _compose(left, formula.left), _compose(right, formula.right)
+    key = ("map", left, q, right)
+    label = f"{'M' if left else ''}[{q}]{'Mᵀ' if right else ''}"
+    return graph.node(key, Mapped(q, shape, left, right), label)
 
 
 def pair_cov(
