@@ -10,6 +10,22 @@ the end of the first call. Each row runs in a fresh process (JAX's persistent ca
 neural-tangents figures are from ../shared/ANCHORS.md (same machine, same program and inputs,
 measured on another day: ratios across days are ±40 %).
 
+Measured 2026-12-02 (machine otherwise idle; NT from ANCHORS, another day):
+
+    program      N size dtype     compile    first     warm    total  NT warm NT first NT/tpc warm
+    conv1d     100   16 float64      0.49     2.11     0.15     3.47     0.58      2.2         3.8
+    conv1d     100   16 float32      0.50     2.03     0.11     3.44     1.34      2.7        12.0
+    cnn2d      100    8 float64      1.07     7.11     3.95     9.03
+    cnn2d        4   16 float64      3.25     3.27     0.32     7.39
+
+Before (ANCHORS, the unrolled path): conv1d 44.3 s warm, 108.6 s first; cnn2d did not compile
+at 4×4. Predicted for the first family version: conv1d warm ~0.1-0.3 s (16×16 member pairs,
+~100 quantities), measured 0.29 s with dense 16×16 map products, then 0.15 s after composing
+maps into one gather per tap and materialising every quantity (XLA had fused each closed form
+into all nine gathers reading it: 2.2× on cnn2d). cnn2d 8×8: 0.8 ms per pair of images, of
+which the 68 two-sided gathers are most; the full sklearn digits NTK (1.6 M pairs) would take
+~20 minutes at that rate.
+
     python benchmarks/families.py                    # the default table
     python benchmarks/families.py conv1d:64 cnn2d:8:100:float64   # name:N[:size[:dtype]]
 """
