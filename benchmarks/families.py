@@ -18,6 +18,13 @@ Measured 2026-12-02 (machine otherwise idle; NT from ANCHORS, another day):
     cnn2d      100    8 float64      1.07     7.11     3.95     9.03
     cnn2d        4   16 float64      3.25     3.27     0.32     7.39
 
+Side by side with NT in one run (../shared/nt-oracle/perf_vs_nt.py --cases conv, same inputs):
+NT today is faster than the ANCHORS figures, so the ratio is what counts:
+
+    case   dtype     NT warm  tpc warm  NT/tpc  NT first  tpc first  NT err   tpc err (vs NT f64)
+    conv   float64   0.112    0.138     0.81    0.431     2.464      0        3.1e-10
+    conv   float32   0.235    0.109     2.15    0.562     2.311      6.7e-06  1.7e-07
+
 Before (ANCHORS, the unrolled path): conv1d 44.3 s warm, 108.6 s first; cnn2d did not compile
 at 4×4. Predicted for the first family version: conv1d warm ~0.1-0.3 s (16×16 member pairs,
 ~100 quantities), measured 0.29 s with dense 16×16 map products, then 0.15 s after composing
