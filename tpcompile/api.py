@@ -157,7 +157,9 @@ class Compiled:
             return per_example(diag, lambda a: a[index])
 
         pairs: tuple[Any, Any] = (None, None)
-        if len(upper):
+        if len(upper) and self.rolled:  # gathered block by block
+            pairs = self._module.pairs(x, diag, upper, lower, want_ntk)
+        elif len(upper):
             recorded = {k: len(v) for k, v in (errors or {}).items()}
             pairs = self._module["cross"](
                 x[upper], x[lower], gather(upper), gather(lower), want_ntk, errors, paired=True

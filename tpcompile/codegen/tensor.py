@@ -318,6 +318,22 @@ class TensorEvaluator:
         rows = min(n1, max(1, per_tile // cols))
         return tiles.by_tiles(tile, (x1, L), (x2, R), rows, cols)
 
+    def pairs(
+        self, x: Any, diag: dict, first: np.ndarray, second: np.ndarray, want_ntk: bool
+    ) -> tuple[Any, Any]:
+        """The kernels of the pairs (x[first[i]], x[second[i]]) (the upper triangle of K(X, X)),
+        gathered block by block: memory follows the block, not the number of pairs."""
+        sided = {k: v for k, v in diag.items() if isinstance(k, int)}
+
+        def block(index: tuple[Any, Any]) -> tuple[Any, Any]:
+            a, b = index
+            left = {k: v[a] for k, v in sided.items()}
+            right = {k: v[b] for k, v in sided.items()}
+            return self._jit_cross(x[a], x[b], left, right, want_ntk=want_ntk, paired=True)
+
+        rows = min(tiles.block_rows(self.members), -(-len(first) // 8) * 8)
+        return tiles.by_rows(block, (jnp.asarray(first), jnp.asarray(second)), rows)
+
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return {"diagonal": self.diagonal, "cross": self.cross}[name]
 
