@@ -60,10 +60,11 @@ class _Formula:
 
 
 class _Pass:
-    """One evaluation: the diagonal pass (`own` diagonals) or a cross pass (given L, R)."""
+    """One evaluation: the diagonal pass (reading its own member diagonals) or a cross pass
+    (reading the diagonals L, R of its two batches)."""
 
-    def __init__(self, ev: TensorEvaluator, x1: Any, x2: Any, grid: bool) -> None:
-        self.ev, self.x1, self.x2, self.grid = ev, x1, x2, grid
+    def __init__(self, x1: Any, x2: Any, grid: bool) -> None:
+        self.x1, self.x2, self.grid = x1, x2, grid
         self.batch = (x1.shape[0], x2.shape[0]) if grid else (x1.shape[0],)
         self.dtype = x1.dtype
         self.values: dict[int, Any] = {}
@@ -155,6 +156,7 @@ class TensorEvaluator:
         self.shapes: dict[int, Shape] = {}
         self.formulas: dict[int, Any] = {}
         for node in graph.nodes:
+            self.formulas[node.id] = self._formula(node)
             self.shapes[node.id] = self._shape(node)
         self.kernels = {"nngp": _Formula(nngp), "ntk": _Formula(ntk)}
 
@@ -183,24 +185,33 @@ class TensorEvaluator:
         m = max(p, q)
         return (m, 1) if ref.side == "L" else (1, m)
 
+    @staticmethod
+    def _formula(node: Node) -> _Formula | None:
+        """The elementwise part of a quantity: all of it, or what a map or total acts on."""
+        f = node.formula
+        if isinstance(f, Mapped | Total):
+            return _Formula(f.inner)
+        if isinstance(f, FamilyGram):
+            return None
+        expr = f.substituted() if isinstance(f, ClosedForm) else f
+        if not isinstance(expr, sympy.Basic):
+            raise TypeError(f"the tensor evaluator has no rule for {type(f).__name__}")
+        return _Formula(expr)
+
     def _shape(self, node: Node) -> Shape:
+        """Members (P, Q) of a quantity: a map's rows, a total's (1, 1), else the broadcast of
+        what it reads."""
         f = node.formula
         if isinstance(f, Mapped):
             p = f.left.shape[0] if f.left is not None else f.shape[0]
             q = f.right.shape[0] if f.right is not None else f.shape[1]
-            self.formulas[node.id] = _Formula(f.inner)
             return (p, q)
         if isinstance(f, FamilyGram):
             return (len(f.left), len(f.right))
         if isinstance(f, Total):
-            self.formulas[node.id] = _Formula(f.inner)
             return (1, 1)
-        expr = f.substituted() if isinstance(f, ClosedForm) else f
-        if not isinstance(expr, sympy.Basic):
-            raise TypeError(f"the tensor evaluator has no rule for {type(f).__name__}")
-        self.formulas[node.id] = _Formula(expr)
         p = q = 1
-        for r in sympy.sympify(expr).atoms(Ref):
+        for r in self.formulas[node.id].refs:
             rp, rq = self._ref_shape(r)
             p, q = max(p, rp), max(q, rq)
         return (p, q)
@@ -247,7 +258,7 @@ class TensorEvaluator:
         return ps.formula(self.kernels[name], (1, 1))[..., 0, 0]
 
     def _diagonal(self, x: Any, trace: dict | None = None) -> tuple[dict[int, Any], Any, Any]:
-        ps = _Pass(self, x, x, grid=False)
+        ps = _Pass(x, x, grid=False)
         self._run(ps, self.diag_nodes, True, trace)
         sided = {k: ps.left[k] for k in sorted(self.sided)}
         return sided, self._kernel(ps, "nngp"), self._kernel(ps, "ntk")
@@ -262,7 +273,7 @@ class TensorEvaluator:
         paired: bool = False,
         trace: dict | None = None,
     ) -> tuple[Any, Any]:
-        ps = _Pass(self, x1, x2, grid=not paired)
+        ps = _Pass(x1, x2, grid=not paired)
         ps.left, ps.right = dict(L), dict(R)
         self._run(ps, self.nngp_nodes, False, trace)
         nngp = self._kernel(ps, "nngp")
