@@ -30,8 +30,8 @@ at 4×4. Predicted for the first family version: conv1d warm ~0.1-0.3 s (16×16 
 ~100 quantities), measured 0.29 s with dense 16×16 map products, then 0.15 s after composing
 maps into one gather per tap and materialising every quantity (XLA had fused each closed form
 into all nine gathers reading it: 2.2× on cnn2d). cnn2d 8×8: 0.8 ms per pair of images, of
-which the 68 two-sided gathers are most; the full sklearn digits NTK (1.6 M pairs) would take
-~20 minutes at that rate.
+which the 68 two-sided gathers are most. The full sklearn digits set (N = 1797, 1.6 M pairs),
+NNGP + NTK: predicted ~21 minutes at that rate, measured 1255 s (0.78 ms per pair), 1.1 GB peak.
 
     python benchmarks/families.py                    # the default table
     python benchmarks/families.py conv1d:64 cnn2d:8:100:float64   # name:N[:size[:dtype]]
