@@ -42,7 +42,7 @@ from tpcompile.kernels.graph import (
 from tpcompile.kernels.param import NTK, Parameterization
 from tpcompile.kernels.plan import NumericOptions
 from tpcompile.resources import KernelSize
-from tpcompile.runtime import tiles
+from tpcompile.runtime import per_example, tiles
 
 Shape = tuple[int, int]
 #: Examples per block of the diagonal pass, at most (a multiple of 8: whole vector lanes).
@@ -316,8 +316,7 @@ class TensorEvaluator:
                 a, b, left, right = block
                 return self._jit_cross(a, b, left, right, want_ntk=want_ntk, paired=True)
 
-            rows = min(tiles.block_rows(self.members), -(-n1 // 8) * 8)
-            return tiles.by_rows(pairs, (x1, x2, L, R), rows)
+            return tiles.by_rows(pairs, (x1, x2, L, R), self._pair_rows(n1))
 
         def tile(left: tuple, right: tuple) -> tuple[Any, Any]:
             return self._jit_cross(
@@ -334,16 +333,18 @@ class TensorEvaluator:
     ) -> tuple[Any, Any]:
         """The kernels of the pairs (x[first[i]], x[second[i]]) (the upper triangle of K(X, X)),
         gathered block by block: memory follows the block, not the number of pairs."""
-        sided = {k: v for k, v in diag.items() if isinstance(k, int)}
 
         def block(index: tuple[Any, Any]) -> tuple[Any, Any]:
             a, b = index
-            left = {k: v[a] for k, v in sided.items()}
-            right = {k: v[b] for k, v in sided.items()}
+            left, right = per_example(diag, lambda v: v[a]), per_example(diag, lambda v: v[b])
             return self._jit_cross(x[a], x[b], left, right, want_ntk=want_ntk, paired=True)
 
-        rows = min(tiles.block_rows(self.members), -(-len(first) // 8) * 8)
-        return tiles.by_rows(block, (jnp.asarray(first), jnp.asarray(second)), rows)
+        index = (jnp.asarray(first), jnp.asarray(second))
+        return tiles.by_rows(block, index, self._pair_rows(len(first)))
+
+    def _pair_rows(self, n: int) -> int:
+        """Pairs per block: the memory bound, or all n pairs (rounded up to whole lanes)."""
+        return min(tiles.block_rows(self.members), -(-n // 8) * 8)
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return {"diagonal": self.diagonal, "cross": self.cross}[name]

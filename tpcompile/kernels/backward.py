@@ -18,7 +18,8 @@ from typing import Any
 import sympy
 
 from tpcompile import ir
-from tpcompile.kernels.forward import function, gram
+from tpcompile.ir.template import EmbedFamily
+from tpcompile.kernels.forward import family_gram, gram, second_moment
 from tpcompile.kernels.graph import KernelGraph
 from tpcompile.kernels.param import Parameterization
 
@@ -105,36 +106,40 @@ def backward_cov(graph: KernelGraph, g: str, h: str) -> sympy.Expr:
     summands = []  # one Add at the end: `+=` would re-sort the growing sum at every step
     for gauss_g, coef_g in graph.backward[g].items():
         for gauss_h, coef_h in graph.backward[h].items():
-            c = _gaussian_cov(graph, gauss_g, gauss_h)
+            c = gaussian_cov(graph, gauss_g, gauss_h, lambda g, h: backward_cov(graph, g, h))
             if c != 0:
                 summands.append(graph.expect(coef_g, coef_h) * c)
     return graph.node(key, sympy.Add(*summands), f"D({g}, {h})")
 
 
-def _gaussian_cov(graph: KernelGraph, x: str, y: str) -> sympy.Expr:
-    """Cov of two backward Gaussians: the readout v (variance 1) or Ŵᵀdg for a matmul g."""
+def gaussian_cov(
+    graph: KernelGraph, x: str, y: str, backward: Callable[[str, str], sympy.Expr]
+) -> sympy.Expr:
+    """Cov of two backward Gaussians: the readout v (variance 1) or Ŵᵀdg for a matmul g, with
+    `backward(g, h)` the covariance of the matmuls' backward vectors."""
     if READOUT in (x, y):
         return sympy.Integer(1 if x == y else 0)
     wx, wy = graph.instr(x), graph.instr(y)
     if wx.weight != wy.weight:
         return sympy.Integer(0)
     var = graph.param.forward_factor(graph.program.weight[wx.weight].var)
-    return var * backward_cov(graph, x, y)
+    return var * backward(x, y)
 
 
 def nngp(graph: KernelGraph) -> sympy.Expr:
     out, ro = graph.program.output, graph.program.readout
-    f = function(graph, out)
-    return graph.param.forward_factor(ro.var) * graph.expect(f, f) + graph.param.forward_factor(
-        ro.bias_var
-    )
+    second = second_moment(graph, out, out)
+    return graph.param.forward_factor(ro.var) * second + graph.param.forward_factor(ro.bias_var)
 
 
-def _forward_factor(graph: KernelGraph, a: ir.Instr, b: ir.Instr) -> sympy.Expr:
-    """E[h_a h_b'] of two uses of one matrix: the data gram for embeddings."""
+def forward_factor(graph: KernelGraph, a: Any, b: Any) -> sympy.Expr:
+    """E[h_a h_b'] of two uses of one matrix: the data gram for embeddings (of one position,
+    or of a family's positions)."""
     if isinstance(a, ir.Embed):
         return gram(graph, a.position, b.position)
-    return graph.expect(function(graph, a.arg), function(graph, b.arg))
+    if isinstance(a, EmbedFamily):
+        return family_gram(graph, a.positions, b.positions)
+    return second_moment(graph, a.arg, b.arg)
 
 
 def _use(
@@ -175,5 +180,5 @@ def ntk(graph: KernelGraph) -> sympy.Expr:
                 d = backward_cov(graph, a.out, b.out)
                 if d == 0:
                     continue
-                summands.append(var * d * _forward_factor(graph, a, b))
+                summands.append(var * d * forward_factor(graph, a, b))
     return sympy.Add(*summands)

@@ -34,13 +34,13 @@ import sympy
 
 from tpcompile import ir
 from tpcompile.ir.template import EmbedFamily, Map, Mix, Template, Unrollable
+from tpcompile.kernels.backward import READOUT, forward_factor, gaussian_cov, nngp
 from tpcompile.kernels.expect import expect
-from tpcompile.kernels.forward import family_gram, mapped, second_moment
+from tpcompile.kernels.forward import mapped
 from tpcompile.kernels.graph import KernelGraph, Mapped, NumericSpec, Ref, Total
 from tpcompile.kernels.param import NTK, Parameterization
 from tpcompile.kernels.plan import NumericOptions
 
-READOUT = "v"
 _ONE = sympy.Integer(1)
 
 
@@ -114,15 +114,6 @@ class FamilyBackward:
         self.graph, self.tp, self.param = graph, tp, param
         self.routes = routes(tp, param)
 
-    def gaussian_cov(self, x: str, y: str) -> sympy.Expr:
-        if READOUT in (x, y):
-            return _ONE if x == y else sympy.Integer(0)
-        wx, wy = self.graph.instr(x), self.graph.instr(y)
-        if wx.weight != wy.weight:
-            return sympy.Integer(0)
-        var = self.param.forward_factor(self.graph.program.weight[wx.weight].var)
-        return var * self.D(x, y)
-
     def D(self, g: str, h: str) -> sympy.Expr:  # noqa: N802 - the theory's name
         # Keyed on the routes, not the names: the taps of a convolution, read through identity
         # maps by the sum of taps, share one backward vector, hence one quantity.
@@ -136,7 +127,7 @@ class FamilyBackward:
         inners: dict[tuple, list[sympy.Expr]] = defaultdict(list)
         for r in mine:
             for s in theirs:
-                c = self.gaussian_cov(r.gaussian, s.gaussian)
+                c = gaussian_cov(graph, r.gaussian, s.gaussian, self.D)
                 if c == 0:
                     continue
                 inner_shape = (r.B.shape[1], s.B.shape[1])
@@ -172,12 +163,6 @@ def _total(graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int]) -> sym
     return graph.node(("total", inner, shape), Total(inner, shape), "Σ over members")
 
 
-def _forward_factor(graph: KernelGraph, a: ir.MatMul | EmbedFamily, b: object) -> sympy.Expr:
-    if isinstance(a, EmbedFamily):
-        return family_gram(graph, a.positions, b.positions)  # type: ignore[attr-defined]
-    return second_moment(graph, a.arg, b.arg)  # type: ignore[attr-defined]
-
-
 def analyse_template(
     tp: Template, options: NumericOptions | None = None, param: Parameterization = NTK
 ) -> tuple[KernelGraph, sympy.Expr, sympy.Expr]:
@@ -187,12 +172,9 @@ def analyse_template(
     expectations: the vectorised evaluator is closed forms and exact algebra for now)."""
     program = tp.program
     graph = KernelGraph(program, expect, options or NumericOptions(), param, sizes=tp.sizes)
-    out, ro = program.output, program.readout
-    nngp = param.forward_factor(ro.var) * second_moment(graph, out, out) + param.forward_factor(
-        ro.bias_var
-    )
+    nngp_expr = nngp(graph)
     backward = FamilyBackward(graph, tp, param)
-    summands = [nngp]
+    summands = [nngp_expr]
     uses: dict[str, list] = defaultdict(list)
     for ins in program.instrs:
         if isinstance(ins, ir.MatMul | EmbedFamily):
@@ -211,7 +193,7 @@ def analyse_template(
                 d = backward.D(a.out, b.out)
                 if d == 0:
                     continue
-                by_d[d].append(var * _forward_factor(graph, a, b))
+                by_d[d].append(var * forward_factor(graph, a, b))
                 shapes[d] = (tp.sizes[a.out], tp.sizes[b.out])
     moved: dict[tuple, list[sympy.Expr]] = defaultdict(list)
     for d, factors in by_d.items():
@@ -221,7 +203,7 @@ def analyse_template(
         summands.append(_total(graph, inner * sympy.Add(*factors), shape))
     if any(isinstance(n.formula, NumericSpec) for n in graph.nodes):
         raise Unrollable("numerical expectations")
-    return graph, nngp, sympy.Add(*summands)
+    return graph, nngp_expr, sympy.Add(*summands)
 
 
 __all__ = ["READOUT", "Route", "analyse_template", "routes"]

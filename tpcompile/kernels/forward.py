@@ -61,10 +61,14 @@ _SOURCES: dict[type, Callable[[KernelGraph, ir.Instr], frozenset[str]]] = {
     ir.MatMul: lambda graph, ins: frozenset([ins.weight]),
     ir.Embed: lambda graph, ins: frozenset([ins.weight]),
     ir.Bias: lambda graph, ins: frozenset([ins.out]),
-    ir.LinComb: lambda graph, ins: frozenset().union(*(sources(graph, v) for _, v in ins.terms)),
-    Mix: lambda graph, ins: frozenset().union(*(sources(graph, v) for _, v in ins.terms)),
+    ir.LinComb: lambda graph, ins: _terms_sources(graph, ins),
+    Mix: lambda graph, ins: _terms_sources(graph, ins),
     EmbedFamily: lambda graph, ins: frozenset([ins.weight]),
 }
+
+
+def _terms_sources(graph: KernelGraph, ins: ir.LinComb | Mix) -> frozenset[str]:
+    return frozenset().union(*(sources(graph, v) for _, v in ins.terms))
 
 
 def sources(graph: KernelGraph, g: str) -> frozenset[str]:
