@@ -125,8 +125,7 @@ def _map(operand: Operand, operand_size: int) -> Map:
 
 
 class _Builder:
-    def __init__(self, rolled: RolledProgram) -> None:
-        self.rolled = rolled
+    def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
         self.kinds: dict[str, str] = {}
         self.instrs: list = []
@@ -172,15 +171,15 @@ class _Builder:
         const = fam.const[0] if fam.const else sympy.Integer(0)
         if fam.value_kind == "H" and const != 0:
             raise Unrollable("a constant added to H values")
-        terms = tuple((_map(op, self.sizes[op.family]), op.family) for op in fam.operands)
         if any(op.family == DATA for op in fam.operands):
             raise Unrollable("data in a linear combination")
+        terms = tuple((_map(op, self.sizes[op.family]), op.family) for op in fam.operands)
         return Mix(fam.name, fam.value_kind, terms, const, span)
 
 
 def template(rolled: RolledProgram) -> Template:
     """The template program of a rolled program (raises `Unrollable` where it cannot be one)."""
-    builder = _Builder(rolled)
+    builder = _Builder()
     for fam in rolled.families:
         builder.family(fam)
     program = rolled.program
