@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from tpcompile.runtime.angles import atan2
 from tpcompile.runtime.basics import Estimate, Integrand, integrand, record
 from tpcompile.runtime.guards import safe_div, safe_sqrt
 from tpcompile.runtime.laws import Law
@@ -58,6 +59,7 @@ __all__ = [
     "Integrand",
     "Law",
     "MehlerEstimate",
+    "atan2",
     "columns",
     "full",
     "gauss_mean",
