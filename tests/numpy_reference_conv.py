@@ -5,7 +5,8 @@ Independent of tpcompile: it imports neither tpcompile nor JAX, and it propagate
 (Θ_l from Θ_{l-1}), where tpcompile sums backward covariances over matrix uses. The network:
 
     h1[p] = Σ_o K1[o] @ x[p + o] + b1,     h_l[p] = Σ_o K_l[o] @ φ(h_{l-1}[p + o]) + b_l,
-    f = sqrt(sv2/n) v · mean_p φ(h_L[p])
+    f = sqrt(sv2/n) v · mean_p φ(h_L[p])                      (readout="gap")
+    f = Σ_p sqrt(sv2/(n P)) v_p · φ(h_L[p]), v_p independent   (readout="flatten")
 
 over the positions p of a grid of any number of axes, offsets o of a stencil, circular or zero
 padding (a zero-padded tap outside the grid is absent), every tap matrix of variance s2.
@@ -54,6 +55,7 @@ def cnn_gap_kernels(
     s2: float,
     sb2: float,
     sv2: float = 1.0,
+    readout: str = "gap",
 ) -> Kernels:
     """NNGP and NTK of the relu CNN above; x of shape (N, *grid, d)."""
     x1 = np.asarray(x1, dtype=np.float64)
@@ -69,8 +71,14 @@ def cnn_gap_kernels(
         sigma = s2 * _stencil(e, sources) + sb2
         theta = s2 * _stencil(e + ed * theta, sources) + sb2
     e, ed = _maps(sigma)
-    nngp = sv2 * e.mean(axis=(2, 3))
-    ntk = nngp + sv2 * (ed * theta).mean(axis=(2, 3))
+    # GAP reads every position pair; independent readout vectors only the pairs (p, p)
+    pool = (
+        (lambda t: t.mean(axis=(2, 3)))
+        if readout == "gap"
+        else (lambda t: np.diagonal(t, axis1=2, axis2=3).mean(axis=-1))
+    )
+    nngp = sv2 * pool(e)
+    ntk = nngp + sv2 * pool(ed * theta)
     n1 = len(x1)
     rows, cols = slice(0, n1), slice(0, n1) if x2 is None else slice(n1, None)
     return Kernels(nngp[rows, cols], ntk[rows, cols])

@@ -142,7 +142,7 @@ def test_families_do_not_grow_with_positions(
 
 def test_global_mean_is_one_pooling_row() -> None:
     rolled = roll(load_program(CIRCULAR_2D))
-    output = rolled.family_of[rolled.program.output][0]
+    output = rolled.family_of[rolled.program.outputs[0]][0]
     (pool,) = [f for f in rolled.families if f.name == output]
     (operand,) = pool.operands
     assert len(operand.map.rows) == 1 and len(operand.map.rows[0]) == 16  # all 4×4 positions

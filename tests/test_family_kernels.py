@@ -114,11 +114,21 @@ def test_rolled_matches_unrolled(src: str, params: dict, shape: tuple[int, ...])
 
 
 @pytest.mark.parametrize(
-    ("padding", "grid", "layers"), [("zero", (4, 3), 3), ("circular", (3, 3), 2), ("zero", (6,), 2)]
+    ("padding", "grid", "layers", "readout"),
+    [
+        ("zero", (4, 3), 3, "gap"),
+        ("circular", (3, 3), 2, "gap"),
+        ("zero", (6,), 2, "gap"),
+        ("zero", (4, 3), 2, "flatten"),
+        ("circular", (5,), 3, "flatten"),
+    ],
 )
-def test_cnn_matches_numpy_cntk(padding: str, grid: tuple[int, ...], layers: int) -> None:
-    """A relu CNN with global average pooling against the forward CNTK recursion (the closed
-    forms are the same arc-cosine maps in both, so rounding is all that separates them)."""
+def test_cnn_matches_numpy_cntk(
+    padding: str, grid: tuple[int, ...], layers: int, readout: str
+) -> None:
+    """A relu CNN with global average pooling, or a flatten readout (a readout vector per
+    position), against the forward CNTK recursion (the closed forms are the same arc-cosine
+    maps in both, so rounding is all that separates them)."""
     names = ["i", "j"][: len(grid)]
     taps = ["u", "v"][: len(grid)]
     if padding == "circular":
@@ -153,10 +163,14 @@ def test_cnn_matches_numpy_cntk(padding: str, grid: tuple[int, ...], layers: int
         for n, s in zip(reversed(names), reversed(grid), strict=True):
             body = f"for {n} in 1..{s} {{\n{body}\n}}"
         lines.append(body)
-    pooled = f"relu(h{layers}[{loops}])"
-    for n, s in zip(reversed(names), reversed(grid), strict=True):
-        pooled = f"mean({pooled} for {n} in 1..{s})"
-    lines.append(f"output {pooled}")
+    if readout == "gap":
+        pooled = f"relu(h{layers}[{loops}])"
+        for n, s in zip(reversed(names), reversed(grid), strict=True):
+            pooled = f"mean({pooled} for {n} in 1..{s})"
+        lines.append(f"output {pooled}")
+    else:  # one flat position index p, row-major
+        at = "p" if len(grid) == 1 else f"(p - 1) // {grid[1]} + 1, (p - 1) % {grid[1]} + 1"
+        lines.append(f"output flatten(relu(h{layers}[{at}]) for p in 1..{space})")
     src = "\n".join(lines) + "\n"
     c = tpcompile.compile(src)
     assert c.rolled, space
@@ -166,7 +180,14 @@ def test_cnn_matches_numpy_cntk(padding: str, grid: tuple[int, ...], layers: int
     for a, b in ((x1, None), (x1, x2)):
         got = c.kernel_fn(a, b)
         want = cnn_gap_kernels(
-            a, b, offsets=offsets, layers=layers, padding=padding, s2=2 / 3 ** len(grid), sb2=0.1
+            a,
+            b,
+            offsets=offsets,
+            layers=layers,
+            padding=padding,
+            s2=2 / 3 ** len(grid),
+            sb2=0.1,
+            readout=readout,
         )
         np.testing.assert_allclose(np.asarray(got.nngp), want.nngp, rtol=RTOL)
         np.testing.assert_allclose(np.asarray(got.ntk), want.ntk, rtol=RTOL)
@@ -188,10 +209,54 @@ def test_programs_without_position_families_keep_the_scalar_path(name: str) -> N
     assert not tpcompile.compile((EXAMPLES / name).read_text()).rolled
 
 
-def test_numerical_expectations_fall_back_to_the_unrolled_path() -> None:
-    """tanh has no closed form: its Mehler series is not vectorised over families yet."""
-    src = (EXAMPLES / "cnn1d.tp").read_text().replace("relu(", "tanh(")
-    assert not tpcompile.compile(src, params={"P": 4}).rolled
+NUMERIC_GATE = """
+param P = 4
+input x[1..P]
+weight K[1..3] ~ N(0, 2.0/3)
+weight V ~ N(0, 1.0)
+bias b ~ N(0, 0.1)
+for p in 1..P {
+    h[p] = sum(K[k] @ x[(p + k - 3) % P + 1] for k in 1..3) + b
+}
+for p in 1..P {
+    g[p] = V @ (BODY)
+}
+output mean(relu(g[p]) for p in 1..P)
+"""
+
+
+@pytest.mark.parametrize(
+    ("src", "params", "methods"),
+    [
+        ((EXAMPLES / "cnn1d.tp").read_text().replace("relu(", "tanh("), {"P": 4}, {"mehler"}),
+        (STRIDED_DILATED, {"P": 8}, {"mehler", "panel"}),
+        (NUMERIC_GATE.replace("BODY", "relu(h[p]) * tanh(h[p])"), {}, {"split"}),
+        (NUMERIC_GATE.replace("BODY", "tanh(h[p]) * sigmoid(h[p % P + 1])"), {"P": 3}, {"tensor"}),
+    ],
+    ids=["tanh-mehler", "strided-tanh-sin", "kinked-split", "gate-tensor"],
+)
+def test_numerical_expectations_over_families(src: str, params: dict, methods: set) -> None:
+    """Expectations without closed forms run over member pairs by the scalar path's own rules
+    (codegen/numerics.py). Each numerical quantity is accurate to its tolerance (1e-10 relative,
+    reported per quantity) on both paths, and a kernel sums a few tens of them with O(1)
+    factors: they agree to 1e-8, with the same scale-relative floor as the closed forms. Fixed
+    rules (split, tensor Gauss-Hermite: whose own error estimate is far larger) are the same
+    computation on both paths, and agree to rounding."""
+    rolled = tpcompile.compile(src, params=params)
+    unrolled = tpcompile.compile(src, params=params, unroll=True)
+    assert rolled.rolled and methods <= {q.method for q in rolled.numerics}
+    x1, x2 = _inputs((rolled.ir.input.shape[0],), n1=2, n2=2)
+    for b in (None, x2):
+        (got, report), want = rolled.kernel_fn(x1, b, return_errors=True), unrolled.kernel_fn(x1, b)
+        assert len(report)  # their errors are reported, as on the scalar path
+        for field in ("nngp", "ntk"):
+            expected = np.asarray(getattr(want, field))
+            np.testing.assert_allclose(
+                np.asarray(getattr(got, field)),
+                expected,
+                rtol=1e-8,
+                atol=1e-8 * abs(expected).max(),
+            )
 
 
 def test_graph_size_does_not_grow_with_positions() -> None:

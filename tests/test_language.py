@@ -121,7 +121,7 @@ def test_def_is_inlined_and_composes() -> None:
         "g = U @ x\noutput tanh(relu(layer(W, g)))\n"
     )
     prog = load_program(src)
-    out = prog.by_name[prog.output]
+    out = prog.by_name[prog.outputs[0]]
     assert isinstance(out, ir.Nonlin)
     mm = next(i for i in prog.instrs if isinstance(i, ir.MatMul))
     # one composed function of the matmul's G value, no intermediate value for relu(...)
@@ -157,7 +157,7 @@ def test_classification_of_values() -> None:
 def test_builtin_arguments_that_are_linear_combinations_become_g_values() -> None:
     src = "input x\nweight U ~ N(0, 1)\nweight V ~ N(0, 1)\noutput relu(U @ x + 2 * (V @ x))\n"
     prog = load_program(src)
-    out = prog.by_name[prog.output]
+    out = prog.by_name[prog.outputs[0]]
     (arg,) = out.args
     assert isinstance(prog.by_name[arg], ir.LinComb)
 
@@ -181,12 +181,12 @@ def test_statement_separators_comments_and_line_continuation() -> None:
         "h = relu(U @ x +\n         0.5)\nfor t in 1..2 { g[t] = U @ x }\noutput h\n"
     )
     prog = load_program(src)
-    assert prog.output == "h"
+    assert prog.outputs[0] == "h"
 
 
 def test_right_associative_matmul_and_unary_minus() -> None:
     prog = load_program("input x\nweight U ~ N(0, 1)\nweight W ~ N(0, 1)\noutput -W @ U @ x * 2\n")
-    out = prog.by_name[prog.output]
+    out = prog.by_name[prog.outputs[0]]
     assert isinstance(out, ir.LinComb) and out.terms[0][0] == -2
 
 
@@ -212,4 +212,4 @@ def test_functions_with_zero_derivative_are_not_constants() -> None:
     # step's derivative is 0 (autodiff convention); step(z) is still a nonlinear H value.
     for out in ("step(z)", "step(g) * step(z)", "step(g) * 1.0", "sign(z) + 1"):
         prog = load_program(f"input x\nweight U ~ N(0, 1)\nz = U @ x\ng = 2 * z\noutput {out}\n")
-        assert prog.kind(prog.output) == "H", out
+        assert prog.kind(prog.outputs[0]) == "H", out

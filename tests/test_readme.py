@@ -66,7 +66,7 @@ def test_readme_python_snippet_runs(monkeypatch: pytest.MonkeyPatch, capsys) -> 
 def test_readme_shell_commands_install_and_test() -> None:
     commands = shell_commands()
     assert "pip install -e ." in commands, commands
-    assert "python -m pytest -q" in commands, commands
+    assert "python -m pytest -q -n auto" in commands, commands
     # every file a command names exists (e.g. the example the quick start computes)
     for cmd in commands:
         for word in cmd.split():

@@ -158,7 +158,7 @@ class Compiled:
 
         pairs: tuple[Any, Any] = (None, None)
         if len(upper) and self.rolled:  # gathered block by block
-            pairs = self._module.pairs(x, diag, upper, lower, want_ntk)
+            pairs = self._module.pairs(x, diag, upper, lower, want_ntk, errors)
         elif len(upper):
             recorded = {k: len(v) for k, v in (errors or {}).items()}
             pairs = self._module["cross"](

@@ -21,7 +21,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 
 from tpcompile.prims import by_function
 
-__all__ = ["JaxPrinter", "lambdify_jax", "to_jax"]
+__all__ = ["JaxPrinter", "jax_function", "lambdify_jax", "to_jax"]
 
 # Integers beyond this are printed as floats: JAX refuses Python ints that overflow int64, and a
 # float64 cannot represent them exactly anyway.
@@ -209,6 +209,10 @@ class JaxPrinter(_SympyJaxPrinter):
     def _print_loggamma(self, expr: sympy.Expr) -> str:
         return self._call("jax.scipy.special.gammaln", *expr.args)
 
+    def _print_atan2(self, expr: sympy.Expr) -> str:
+        # XLA:CPU's atan2 is a scalar libm call; runtime.angles is vectorised (4x faster).
+        return f"rt.atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def _print_Max(self, expr: sympy.Expr) -> str:
         return self._nested("jnp.maximum", expr.args)
 
@@ -244,13 +248,10 @@ def to_jax(expr: sympy.Expr, names: dict[sympy.Symbol, str] | None = None) -> st
     return JaxPrinter(names).doprint(sympy.sympify(expr))
 
 
-def lambdify_jax(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[..., Any]:
-    """A JAX function of `symbols` (positional, in order) computing `expr`.
-
-    The source is printed from the sympy expression and compiled with `exec`; it never contains
-    user text, only names generated here. The result is broadcast to the arguments' common shape
-    (a constant expression still returns an array), in the arguments' float dtype.
-    """
+def jax_function(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[..., Any]:
+    """The function `def f(a0, a1, ...): return <expr printed>` of `symbols` (positional, in
+    order), compiled with `exec`: the source never contains user text, only names generated
+    here. Its bytecode is what `runtime.Integrand` keys compilations on."""
     expr = sympy.sympify(expr)
     symbols = list(symbols)
     missing = expr.free_symbols - set(symbols)
@@ -269,6 +270,18 @@ def lambdify_jax(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[
     namespace: dict[str, Any] = {"jax": jax, "jnp": jnp, "rt": rt}
     exec(compile(source, "<tpcompile.codegen.jaxprint.lambdify_jax>", "exec"), namespace)
     raw = namespace["_generated"]
+    raw.source = source
+    return raw
+
+
+def lambdify_jax(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[..., Any]:
+    """A JAX function of `symbols` (positional, in order) computing `expr` (`jax_function`),
+    its result broadcast to the arguments' common shape (a constant expression still returns
+    an array), in the arguments' float dtype.
+    """
+    import jax.numpy as jnp
+
+    raw = jax_function(expr, symbols)
 
     def call(*args: Any) -> Any:
         out = raw(*args)
@@ -276,6 +289,6 @@ def lambdify_jax(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[
         shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in args))
         return jnp.broadcast_to(jnp.asarray(out, dtype=dtype), shape)
 
-    call.source = source  # type: ignore[attr-defined]
-    call.__doc__ = f"Generated from the sympy expression: {expr}"
+    call.source = raw.source  # type: ignore[attr-defined]
+    call.__doc__ = f"Generated from the sympy expression: {sympy.sympify(expr)}"
     return call

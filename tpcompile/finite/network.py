@@ -173,7 +173,8 @@ class FiniteNetwork:
 
     `data_dim` (d) fixes the shape of the weights applied to data; it may instead be given to
     `init`. Parameters are a flat dict: weight name -> ω, (n, d) on data else (n, n); bias name
-    -> β, (n,); `READOUT` -> v, (n,); `READOUT_BIAS` -> β0, () when the readout has a bias.
+    -> β, (n,); `READOUT` -> v, (K n,) for K outputs (K = 1 but for `output flatten(...)`);
+    `READOUT_BIAS` -> β0, () when the readout has a bias.
     """
 
     def __init__(
@@ -235,7 +236,7 @@ class FiniteNetwork:
                 )
             out[w.name] = (n, int(d)) if w.on_data else (n, n)  # type: ignore[arg-type]
         out.update({b: (n,) for b in self.biases})
-        out[READOUT] = (n,)
+        out[READOUT] = (n * len(self.program.outputs),)
         if self.readout_bias_std != 0:
             out[READOUT_BIAS] = ()
         return out
@@ -270,7 +271,11 @@ class FiniteNetwork:
         run = _Run(params, x, self.width, taps)
         for instr in self.program.instrs:
             run.env[instr.out] = RULES[type(instr)](self, instr, run)
-        readout = self.readout_scale * run.vector(self.program.output)
+        # K outputs: one readout vector each, the variance split evenly (1/K each)
+        outs = self.program.outputs
+        features = [run.vector(y) for y in outs]
+        scale = self.readout_scale / math.sqrt(len(outs))
+        readout = scale * (features[0] if len(outs) == 1 else jnp.concatenate(features, axis=-1))
         f = readout @ params[READOUT].astype(x.dtype)
         if self.readout_bias_std != 0:
             f = f + self.readout_bias_std * params[READOUT_BIAS].astype(x.dtype)

@@ -126,10 +126,12 @@ def check_program(program: Program) -> None:
         _require(rule is not None, instr, f"has no IR rule for {type(instr).__name__}")
         rule(c, instr)
         c.kinds[instr.out] = instr.kind
-    _require(
-        c.kinds.get(program.output) in ("G", "H"),
-        None,
-        f"the output `{program.output}` is not a defined vector value",
-    )
+    _require(bool(program.outputs), None, "the program has no output")
+    for out in program.outputs:
+        _require(
+            c.kinds.get(out) in ("G", "H"),
+            None,
+            f"the output `{out}` is not a defined vector value",
+        )
     ro = program.readout
     _require(_variance(ro.var) and _variance(ro.bias_var), None, "invalid readout variances")

@@ -165,7 +165,9 @@ class Program:
     input: Input
     weights: tuple[Weight, ...]
     instrs: tuple[Instr, ...]
-    output: str
+    #: the values the readout reads: one, or several with independent readout vectors each
+    #: (`output flatten(...)`), f = Σ_k sqrt(var / (n K)) v_k · y_k (+ the readout bias)
+    outputs: tuple[str, ...]
     readout: Readout
     params: dict[str, sympy.Expr] = field(default_factory=dict)
 

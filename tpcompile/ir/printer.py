@@ -75,5 +75,10 @@ def format_program(program: Program) -> str:
     lines.extend(format_instr(i, inp) for i in program.instrs)
     ro = program.readout
     bias = f" + {_dist(sympy.Integer(0), ro.bias_var)}" if ro.bias_var != 0 else ""
-    lines.append(f"output {program.output}  # readout ~ {_dist(sympy.Integer(0), ro.var)}{bias}")
+    out = (
+        program.outputs[0]
+        if len(program.outputs) == 1
+        else f"flatten({', '.join(program.outputs)})"
+    )
+    lines.append(f"output {out}  # readout ~ {_dist(sympy.Integer(0), ro.var)}{bias}")
     return "\n".join(lines) + "\n"

@@ -102,7 +102,8 @@ class EmbedFamily:
 
 @dataclass(frozen=True)
 class Template:
-    """The template program and the number of members of each of its values."""
+    """The template program and the number of members of each of its values. Its one output
+    is a family; one of K > 1 members is a flatten readout, K independent readout vectors."""
 
     program: Program
     sizes: dict[str, int]
@@ -177,16 +178,28 @@ class _Builder:
         return Mix(fam.name, fam.value_kind, terms, const, span)
 
 
+def _output_family(rolled: RolledProgram, sizes: dict[str, int]) -> str:
+    """The family the readout reads: a one-member family, or (flatten) every member of one
+    family once, in any order (the readout vectors are independent and alike)."""
+    outs = rolled.program.outputs
+    families = {rolled.family_of[v][0] for v in outs}
+    members = sorted(rolled.family_of[v][1] for v in outs)
+    family = families.pop()
+    if families or members != list(range(sizes[family])):
+        raise Unrollable("an output that is not one whole family")
+    return family
+
+
 def template(rolled: RolledProgram) -> Template:
     """The template program of a rolled program (raises `Unrollable` where it cannot be one)."""
     builder = _Builder()
     for fam in rolled.families:
         builder.family(fam)
     program = rolled.program
-    out_family, _ = rolled.family_of[program.output]
-    if builder.sizes[out_family] != 1:
-        raise Unrollable("an output with several members")
-    tp = Program(program.input, program.weights, tuple(builder.instrs), out_family, program.readout)
+    out_family = _output_family(rolled, builder.sizes)
+    tp = Program(
+        program.input, program.weights, tuple(builder.instrs), (out_family,), program.readout
+    )
     return Template(tp, builder.sizes)
 
 

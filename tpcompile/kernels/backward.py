@@ -19,11 +19,23 @@ import sympy
 
 from tpcompile import ir
 from tpcompile.ir.template import EmbedFamily
-from tpcompile.kernels.forward import family_gram, gram, second_moment
+from tpcompile.kernels.forward import eye, family_gram, gram, second_moment, total
 from tpcompile.kernels.graph import KernelGraph
 from tpcompile.kernels.param import Parameterization
 
 READOUT = "v"  # the backward Gaussian of the readout
+
+
+def readouts(program: ir.Program) -> list[tuple[str, str]]:
+    """(backward Gaussian, output value) per readout vector: `v` for one output, `v#k` for the
+    k-th of a flatten readout (independent vectors; `#` is in no value's name)."""
+    if len(program.outputs) == 1:
+        return [(READOUT, program.outputs[0])]
+    return [(f"{READOUT}#{k}", y) for k, y in enumerate(program.outputs)]
+
+
+def is_readout(gaussian: str) -> bool:
+    return gaussian == READOUT or gaussian.startswith(READOUT + "#")
 
 
 class _Consumers:
@@ -58,7 +70,10 @@ def backward_coefficients(
     """For every G value g: dZ^g = Σ_j coef_j · G_j over backward Gaussians G_j ("v" for the
     readout, a matmul's name for its Ŵᵀdg), each coef a function of forward G values."""
     consumers = _Consumers()
-    consumers.direct[program.output][READOUT] = param.readout_seed(program.readout.var, sympy.sqrt)
+    # K readout vectors split the readout variance: var/K each
+    seed = param.readout_seed(program.readout.var / len(program.outputs), sympy.sqrt)
+    for gaussian, y in readouts(program):
+        consumers.direct[y][gaussian] = seed
     for ins in program.instrs:
         if type(ins) in _READS:
             _READS[type(ins)](ins, consumers)
@@ -117,8 +132,9 @@ def gaussian_cov(
 ) -> sympy.Expr:
     """Cov of two backward Gaussians: the readout v (variance 1) or Ŵᵀdg for a matmul g, with
     `backward(g, h)` the covariance of the matmuls' backward vectors."""
-    if READOUT in (x, y):
-        return sympy.Integer(1 if x == y else 0)
+    if is_readout(x) or is_readout(y):
+        # independent vectors; a flatten readout of a family is one Gaussian of its size
+        return eye(graph, graph.size(x)) if x == y else sympy.Integer(0)
     wx, wy = graph.instr(x), graph.instr(y)
     if wx.weight != wy.weight:
         return sympy.Integer(0)
@@ -127,8 +143,15 @@ def gaussian_cov(
 
 
 def nngp(graph: KernelGraph) -> sympy.Expr:
-    out, ro = graph.program.output, graph.program.readout
-    second = second_moment(graph, out, out)
+    """var/K Σ_k E[y_k y_k'] + the readout bias, over the K outputs, or the K members of a
+    flatten readout's family (the trace of its second moment)."""
+    outs, ro = graph.program.outputs, graph.program.readout
+    size = graph.size(outs[0])
+    if size > 1:  # a template program's flatten readout
+        square = second_moment(graph, outs[0], outs[0]) * eye(graph, size)
+        second = total(graph, square, (size, size)) / size
+    else:
+        second = sympy.Add(*(second_moment(graph, y, y) for y in outs)) / len(outs)
     return graph.param.forward_factor(ro.var) * second + graph.param.forward_factor(ro.bias_var)
 
 

@@ -33,11 +33,11 @@ import numpy as np
 import sympy
 
 from tpcompile import ir
-from tpcompile.ir.template import EmbedFamily, Map, Mix, Template, Unrollable
+from tpcompile.ir.template import EmbedFamily, Map, Mix, Template
 from tpcompile.kernels.backward import READOUT, forward_factor, gaussian_cov, nngp
 from tpcompile.kernels.expect import expect
-from tpcompile.kernels.forward import mapped
-from tpcompile.kernels.graph import KernelGraph, Mapped, NumericSpec, Ref, Total
+from tpcompile.kernels.forward import mapped, total
+from tpcompile.kernels.graph import KernelGraph, Mapped, Ref
 from tpcompile.kernels.param import NTK, Parameterization
 from tpcompile.kernels.plan import NumericOptions
 
@@ -66,7 +66,9 @@ def _merge(routes: list[Route]) -> list[Route]:
 def routes(tp: Template, param: Parameterization) -> dict[str, list[Route]]:
     """Every G value's routes to the backward Gaussians, from the output back."""
     program, size = tp.program, tp.sizes
-    seed = float(param.readout_seed(program.readout.var, sympy.sqrt))
+    out = program.outputs[0]  # a flatten readout: every member its own readout vector
+    seed = float(param.readout_seed(program.readout.var / size[out], sympy.sqrt))
+    readout_map = Map(seed * np.eye(size[out]))
     # H values: dy = Σ C · Γ with constant maps C (members of y × members of Γ).
     h_maps: dict[str, dict[str, Map]] = defaultdict(dict)
     g_routes: dict[str, list[Route]] = defaultdict(list)
@@ -75,11 +77,10 @@ def routes(tp: Template, param: Parameterization) -> dict[str, list[Route]]:
         have = h_maps[y].get(gaussian)
         h_maps[y][gaussian] = c if have is None else have + c
 
-    out = program.output
     if program.kind(out) == "H":
-        add_h(out, READOUT, Map(np.full((1, 1), seed)))
+        add_h(out, READOUT, readout_map)
     else:
-        g_routes[out].append(Route(READOUT, Map.identity(1), _ONE, Map(np.full((1, 1), seed))))
+        g_routes[out].append(Route(READOUT, Map.identity(size[out]), _ONE, readout_map))
     for ins in reversed(program.instrs):
         if isinstance(ins, ir.MatMul):
             eye = Map.identity(size[ins.out])
@@ -157,21 +158,16 @@ def _unmapped(
     return [(node.inner, node.shape, mapped(graph, factor, shape, left, right))]
 
 
-def _total(graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int]) -> sympy.Expr:
-    if shape == (1, 1):
-        return inner
-    return graph.node(("total", inner, shape), Total(inner, shape), "Σ over members")
-
-
 def analyse_template(
     tp: Template, options: NumericOptions | None = None, param: Parameterization = NTK
 ) -> tuple[KernelGraph, sympy.Expr, sympy.Expr]:
     """The kernel graph of a template program with its NNGP and NTK (arrays of one member pair).
-
-    Raises `Unrollable` where the template path does not evaluate a quantity yet (numerical
-    expectations: the vectorised evaluator is closed forms and exact algebra for now)."""
+    Expectations are closed forms where they exist, else numerical quantities chosen as on the
+    scalar path (`kernels/plan.py`), evaluated over member pairs (`codegen/numerics.py`)."""
     program = tp.program
-    graph = KernelGraph(program, expect, options or NumericOptions(), param, sizes=tp.sizes)
+    # the readout Gaussian has a member per output member (a flatten readout's vectors)
+    sizes = {**tp.sizes, READOUT: tp.sizes[program.outputs[0]]}
+    graph = KernelGraph(program, expect, options or NumericOptions(), param, sizes=sizes)
     nngp_expr = nngp(graph)
     backward = FamilyBackward(graph, tp, param)
     summands = [nngp_expr]
@@ -200,9 +196,7 @@ def analyse_template(
         for inner, shape, factor in _unmapped(graph, d, sympy.Add(*factors), shapes[d]):
             moved[inner, shape].append(factor)
     for (inner, shape), factors in moved.items():
-        summands.append(_total(graph, inner * sympy.Add(*factors), shape))
-    if any(isinstance(n.formula, NumericSpec) for n in graph.nodes):
-        raise Unrollable("numerical expectations")
+        summands.append(total(graph, inner * sympy.Add(*factors), shape))
     return graph, nngp_expr, sympy.Add(*summands)
 
 

@@ -16,11 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import sympy
 
 from tpcompile import ir
 from tpcompile.ir.template import EmbedFamily, Map, Mix, Unrollable
-from tpcompile.kernels.graph import DataGram, FamilyGram, KernelGraph, Mapped, Ref, to_side
+from tpcompile.kernels.graph import (
+    DataGram,
+    Eye,
+    FamilyGram,
+    KernelGraph,
+    Mapped,
+    Ref,
+    Total,
+    to_side,
+)
 
 _ZERO = sympy.Integer(0)
 
@@ -129,9 +139,21 @@ def _embed_families(graph: KernelGraph, a: EmbedFamily, b: EmbedFamily) -> sympy
 
 
 def family_gram(graph: KernelGraph, p: tuple[int, ...], q: tuple[int, ...]) -> sympy.Expr:
-    """<x_p(a), x_q(b)>/d for all positions p of one family and q of another."""
-    label = f"<x[{len(p)} positions], x[{len(q)} positions]>/d"
-    return graph.node(("gram", p, q), FamilyGram(p, q), label)
+    """<x_p(a), x_q(b)>/d for all positions p of one family and q of another: the Gram of the
+    distinct positions in order, and the selections of p and q from it as maps, so families
+    that embed the same positions in another order (a convolution's taps) share one Gram."""
+    base_p, base_q = tuple(sorted(set(p))), tuple(sorted(set(q)))
+    label = f"<x[{len(base_p)} positions], x[{len(base_q)} positions]>/d"
+    gram_node = graph.node(("gram", base_p, base_q), FamilyGram(base_p, base_q), label)
+    shape = (len(base_p), len(base_q))
+    return mapped(graph, gram_node, shape, _selection(p, base_p), _selection(q, base_q))
+
+
+def _selection(picked: tuple[int, ...], base: tuple[int, ...]) -> Map:
+    """The 0/1 matrix that picks `picked` out of `base`, one row per pick."""
+    matrix = np.zeros((len(picked), len(base)))
+    matrix[np.arange(len(picked)), [base.index(i) for i in picked]] = 1.0
+    return Map(matrix)
 
 
 def _biases(graph: KernelGraph, a: ir.Bias, b: ir.Bias) -> sympy.Expr:
@@ -229,6 +251,18 @@ def mapped(
     key = ("map", left, q, right)
     label = f"{'M' if left else ''}[{q}]{'Mᵀ' if right else ''}"
     return graph.node(key, Mapped(q, shape, left, right), label)
+
+
+def eye(graph: KernelGraph, size: int) -> sympy.Expr:
+    """The identity over `size` members as a quantity (1 for one member)."""
+    return sympy.Integer(1) if size == 1 else graph.node(("eye", size), Eye(size), "I")
+
+
+def total(graph: KernelGraph, inner: sympy.Expr, shape: tuple[int, int]) -> sympy.Expr:
+    """Σ of a pair quantity over all its member pairs."""
+    if shape == (1, 1):
+        return inner
+    return graph.node(("total", inner, shape), Total(inner, shape), "Σ over members")
 
 
 def pair_cov(

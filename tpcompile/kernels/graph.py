@@ -123,7 +123,15 @@ class Total:
     shape: tuple[int, int]
 
 
-Formula = sympy.Expr | ClosedForm | NumericSpec | DataGram | Mapped | FamilyGram | Total
+@dataclass(frozen=True)
+class Eye:
+    """1 on the member diagonal, 0 off it (`size` × `size`): the covariance of independent
+    members, the readout vectors of a flatten readout."""
+
+    size: int
+
+
+Formula = sympy.Expr | ClosedForm | NumericSpec | DataGram | Mapped | FamilyGram | Total | Eye
 
 
 @dataclass
@@ -186,6 +194,9 @@ class KernelGraph:
     #: memoised facts that are not quantities (a rule's choice, a factor's sources, a mean)
     facts: dict[tuple, Any] = field(default_factory=dict)
     backward: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
+    #: the node of each distinct formula: quantities that different rules reach under different
+    #: keys (the taps of a convolution reading one data Gram) are computed once
+    by_formula: dict[tuple[Formula, bool], sympy.Expr] = field(default_factory=dict)
     #: members per value, for a template program (`ir/template.py`); absent values have one
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -200,10 +211,15 @@ class KernelGraph:
             if formula.is_number or isinstance(formula, Ref):
                 self.memo[key] = formula
                 return formula
+        same = self.by_formula.get((formula, diagonal_only))
+        if same is not None:
+            self.memo[key] = same
+            return same
         k = len(self.nodes)
         self.nodes.append(Node(k, label, formula, diagonal_only))
         ref = Ref("L" if diagonal_only else "X", k)
         self.memo[key] = ref
+        self.by_formula[(formula, diagonal_only)] = ref
         return ref
 
     def refuse_unsupported(self) -> None:

@@ -35,7 +35,7 @@ class Elaborator(ExpressionEvaluator):
         self.defs: dict[str, S.DefStmt] = {}
         self.input: ir.Input | None = None
         self.readout: ir.Readout | None = None
-        self.output: str | None = None
+        self.outputs: tuple[str, ...] | None = None
         self.values: dict[str, Meaning] = {}  # assigned names: "h" or "h[3]" or "b[1,2]"
         self.assigned_at: dict[str, Span] = {}
         self.family_of: dict[str, bool] = {}  # assigned base name -> indexed?
@@ -55,14 +55,14 @@ class Elaborator(ExpressionEvaluator):
             )
         if self.input is None:
             raise TPError("the program has no `input`", hint="declare the data: `input x`")
-        if self.output is None:
+        if self.outputs is None:
             raise TPError("the program has no `output`", hint="end with e.g. `output relu(h)`")
         readout = self.readout or ir.Readout(sympy.Integer(1), sympy.Integer(0), None)
         return ir.Program(
             self.input,
             tuple(self.weights.values()),
             tuple(self.instrs),
-            self.output,
+            self.outputs,
             readout,
             dict(self.params),
         )
@@ -157,14 +157,19 @@ class Elaborator(ExpressionEvaluator):
                         for inner in body:
                             self.stmt(inner, top=False)
             case S.OutputStmt(value, span):
-                if self.output is not None:
+                if self.outputs is not None:
                     raise TPError("a second `output`", span, "a program has exactly one output")
-                meaning = self.ev(value)
-                if not isinstance(meaning, Vec):
-                    raise TPError(
-                        f"the output must be a vector, not {describe(meaning)}", value.span
+                if isinstance(value, S.Comprehension) and value.func == "flatten":
+                    self.outputs = tuple(
+                        self._output(body, where) for body, where in self.terms(value)
                     )
-                self.output = self.materialize(meaning, value.span)
+                else:
+                    self.outputs = (self._output(self.ev(value), value),)
+
+    def _output(self, meaning: Meaning, where: S.Expr) -> str:
+        if not isinstance(meaning, Vec):
+            raise TPError(f"the output must be a vector, not {describe(meaning)}", where.span)
+        return self.materialize(meaning, where.span)
 
     def distributions(self, e: S.Expr, most: int) -> list[tuple[sympy.Expr, sympy.Expr]]:
         pieces = [e]

@@ -288,26 +288,34 @@ class ExpressionEvaluator(ProgramBuilder):
                 raise TPError("this comparison cannot be decided exactly", e.span) from None
         raise TPError("a filter must be a comparison", e.span, "e.g. `if 1 <= p + k - 2`")
 
-    def ev_Comprehension(self, e: S.Comprehension) -> Meaning:
-        if e.func not in ("sum", "mean"):
-            raise TPError(
-                f"`{e.func}` does not take a comprehension",
-                e.func_span,
-                "only sum(...) and mean(...) do",
-            )
+    def terms(self, e: S.Comprehension) -> list[tuple[Meaning, S.Expr]]:
+        """The meaning of the body of `e` at each index its range and filter keep."""
         lo, hi = self.range_(e.range)
         if any(e.var in s for s in self.scopes) or e.var in self.params:
             raise TPError(f"`{e.var}` is already defined", e.range.span)
         self._check_trip_count(lo, hi, e.range.span)
-        terms: list[tuple[int, Num | Vec | Scal]] = []
+        out = []
         for i in range(lo, hi + 1):
             self.step(e.range.span, loop=True)
             with self.scope({e.var: Num(sympy.Integer(i))}):
-                if e.cond is not None and not self.condition(e.cond):
-                    continue
-                terms.append((1, self._operand(self.ev(e.body), e.body, e.func)))
-        if not terms:
+                if e.cond is None or self.condition(e.cond):
+                    out.append((self.ev(e.body), e.body))
+        if not out:
             raise TPError(f"this {e.func}(...) has no terms", e.span, "check its range and filter")
+        return out
+
+    def ev_Comprehension(self, e: S.Comprehension) -> Meaning:
+        if e.func not in ("sum", "mean"):  # flatten(...) is the output's own (elaborate.py)
+            what, hint = (
+                (
+                    "is a readout, only the whole of an `output`",
+                    "e.g. `output flatten(h[p] for p in 1..P)`",
+                )
+                if e.func == "flatten"
+                else ("does not take a comprehension", "only sum(...) and mean(...) do")
+            )
+            raise TPError(f"`{e.func}(...)` {what}", e.func_span, hint)
+        terms = [(1, self._operand(m, body, e.func)) for m, body in self.terms(e)]
         total = add_all(terms)
         if e.func == "mean":
             return type(total)(payload(total) / len(terms))
