@@ -20,6 +20,7 @@ import numpy as np
 import sympy
 
 from tpcompile import ir
+from tpcompile.codegen.inline import inlined
 from tpcompile.codegen.module import closure
 from tpcompile.codegen.numerics import NumericRule, joint_values
 from tpcompile.codegen.pairs import (
@@ -70,8 +71,9 @@ class TensorEvaluator:
     interface (so `api.Compiled` runs either)."""
 
     def __init__(self, graph: KernelGraph, nngp: sympy.Expr, ntk: sympy.Expr) -> None:
-        self.graph = graph
         self.analysis = (graph, nngp, ntk)
+        graph, (nngp, ntk) = inlined(graph, (nngp, ntk))
+        self.graph = graph
         self.shapes: dict[int, Shape] = {}
         self.formulas: dict[int, Formula | None] = {}
         self.numeric = {
