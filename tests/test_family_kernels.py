@@ -71,20 +71,21 @@ def _inputs(shape: tuple[int, ...], n1: int = 3, n2: int = 2) -> tuple[np.ndarra
     return rng.normal(size=(n1, *shape, 2)), rng.normal(size=(n2, *shape, 2))
 
 
+def assert_kernels_close(got: object, want: object, rtol: float = RTOL) -> None:
+    """NNGP and NTK to `rtol`. An entry is a sum of terms of the kernel's scale that may cancel
+    (a linear network has entries near 0): rounding is relative to the scale, not the entry."""
+    for field in ("nngp", "ntk"):
+        expected = np.asarray(getattr(want, field))
+        atol = rtol * np.abs(expected).max()
+        np.testing.assert_allclose(np.asarray(getattr(got, field)), expected, rtol=rtol, atol=atol)
+
+
 def _compare(src: str, params: dict, shape: tuple[int, ...]) -> tpcompile.Compiled:
     rolled = tpcompile.compile(src, params=params)
     unrolled = tpcompile.compile(src, params=params, unroll=True)
     x1, x2 = _inputs(shape)
     for a, b in ((x1, None), (x1, x2)):
-        got, want = rolled.kernel_fn(a, b), unrolled.kernel_fn(a, b)
-        for field in ("nngp", "ntk"):
-            expected = np.asarray(getattr(want, field))
-            # An entry is a sum of terms of the kernel's scale that may cancel (a linear network
-            # has entries near 0): rounding is relative to the scale, not to the entry.
-            atol = RTOL * np.abs(expected).max()
-            np.testing.assert_allclose(
-                np.asarray(getattr(got, field)), expected, rtol=RTOL, atol=atol
-            )
+        assert_kernels_close(rolled.kernel_fn(a, b), unrolled.kernel_fn(a, b))
     return rolled
 
 
@@ -247,16 +248,9 @@ def test_numerical_expectations_over_families(src: str, params: dict, methods: s
     assert rolled.rolled and methods <= {q.method for q in rolled.numerics}
     x1, x2 = _inputs((rolled.ir.input.shape[0],), n1=2, n2=2)
     for b in (None, x2):
-        (got, report), want = rolled.kernel_fn(x1, b, return_errors=True), unrolled.kernel_fn(x1, b)
+        got, report = rolled.kernel_fn(x1, b, return_errors=True)
         assert len(report)  # their errors are reported, as on the scalar path
-        for field in ("nngp", "ntk"):
-            expected = np.asarray(getattr(want, field))
-            np.testing.assert_allclose(
-                np.asarray(getattr(got, field)),
-                expected,
-                rtol=1e-8,
-                atol=1e-8 * abs(expected).max(),
-            )
+        assert_kernels_close(got, unrolled.kernel_fn(x1, b), rtol=1e-8)
 
 
 def test_graph_size_does_not_grow_with_positions() -> None:
