@@ -18,12 +18,23 @@ Measured 2026-12-02 (machine otherwise idle; NT from ANCHORS, another day):
     cnn2d      100    8 float64      1.07     7.11     3.95     9.03
     cnn2d        4   16 float64      3.25     3.27     0.32     7.39
 
+Measured again after the stages, batch-last arrays, vectorised atan2 and inlining (a noisy
+period; page faults from freed block buffers make warm times vary ±30 % between processes):
+
+    conv1d     100   16 float64      0.74     3.09     0.09     5.24
+    conv1d     100   16 float32      0.76     3.06     0.05     4.96
+    cnn2d      100    8 float64      1.58     7.87     2.94    10.60
+    cnn2d        4   16 float64      4.50     4.98     0.14    10.54
+
 Side by side with NT in one run (../shared/nt-oracle/perf_vs_nt.py --cases conv, same inputs):
-NT today is faster than the ANCHORS figures, so the ratio is what counts:
+NT today is faster than the ANCHORS figures, so the ratio is what counts. Before:
 
     case   dtype     NT warm  tpc warm  NT/tpc  NT first  tpc first  NT err   tpc err (vs NT f64)
     conv   float64   0.112    0.138     0.81    0.431     2.464      0        3.1e-10
     conv   float32   0.235    0.109     2.15    0.562     2.311      6.7e-06  1.7e-07
+
+After (five runs, the first on a quiet machine): float64 NT/tpc 2.35, 1.61, 1.91, 1.85, 1.49
+(tpc warm 0.046-0.084 s, NT 0.108-0.131 s); float32 4.5-6.7.
 
 Before (ANCHORS, the unrolled path): conv1d 44.3 s warm, 108.6 s first; cnn2d did not compile
 at 4×4. Predicted for the first family version: conv1d warm ~0.1-0.3 s (16×16 member pairs,
