@@ -257,7 +257,7 @@ def jax_function(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[
     missing = expr.free_symbols - set(symbols)
     if missing:
         names = ", ".join(sorted(str(s) for s in missing))
-        raise ValueError(f"lambdify_jax: expression has symbols not in the argument list: {names}")
+        raise ValueError(f"jax_function: expression has symbols not in the argument list: {names}")
     # Generated argument names: sympy symbol names need not be Python identifiers.
     arg_names = {s: f"_a{i}" for i, s in enumerate(symbols)}
     body = to_jax(expr, arg_names)
@@ -268,7 +268,7 @@ def jax_function(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> Callable[
     from tpcompile import runtime as rt
 
     namespace: dict[str, Any] = {"jax": jax, "jnp": jnp, "rt": rt}
-    exec(compile(source, "<tpcompile.codegen.jaxprint.lambdify_jax>", "exec"), namespace)
+    exec(compile(source, "<tpcompile.codegen.jaxprint.jax_function>", "exec"), namespace)
     raw = namespace["_generated"]
     raw.source = source
     return raw

@@ -43,16 +43,17 @@ def plan(
     `nodes`, given to the pass); `read_at_end`: what the kernels read; `sides`: the references
     that read the pass's own values (the cross pass reads its L and R inputs, the diagonal pass
     its own values at every side)."""
+    reads = {
+        k: {j for side, j in refs(graph.nodes[k].formula) if side in sides and j in nodes}
+        for k in nodes
+    }
+    eager = {k: isinstance(graph.nodes[k].formula, NumericSpec) for k in nodes}
     level: dict[int, int] = {}
-    eager: dict[int, bool] = {}
-    for k in sorted(nodes):
-        formula = graph.nodes[k].formula
-        eager[k] = isinstance(formula, NumericSpec)
-        reads = [j for side, j in refs(formula) if side in sides and j in level]
+    for k in sorted(nodes):  # a quantity's references are earlier nodes
         # an eager quantity needs its inputs materialised, so it runs after their stage; a
         # closed form's (or an eager quantity's) readers run after it
         level[k] = max(
-            (level[j] + (eager[k] or eager[j] or _closed(graph, j)) for j in reads), default=0
+            (level[j] + (eager[k] or eager[j] or _closed(graph, j)) for j in reads[k]), default=0
         )
     order = sorted({(level[k], eager[k]) for k in nodes})
     index = {key: i for i, key in enumerate(order)}
@@ -64,9 +65,8 @@ def plan(
     last = len(stages)
     last_read = {k: last for k in read_at_end if k in stage_of}
     for k in nodes:
-        for side, j in refs(graph.nodes[k].formula):
-            if side in sides and j in stage_of:
-                last_read[j] = max(last_read.get(j, 0), stage_of[k])
+        for j in reads[k]:
+            last_read[j] = max(last_read.get(j, 0), stage_of[k])
     keep = tuple(
         tuple(k for k in sorted(nodes) if stage_of[k] <= i < last_read.get(k, -1))
         for i in range(last)

@@ -226,25 +226,31 @@ class TensorEvaluator:
         after the last stage the kernels (and for the diagonal pass, the member diagonals the
         cross pass reads, batch first)."""
         plan_ = self.plans[which]
-        own = which == "diagonal"
-        ps = Pass(x1, x2, grid=not (paired or own))
+        ps = self._pass(x1, x2, L, R, which, paired)
         ps.values = dict(carried)
-        if own:
+        if which == "diagonal":
             for k, v in carried.items():
                 ps.left[k] = ps.right[k] = diagonal_of(v, self.graph.nodes[k].diagonal_only)
-        else:  # members first, as the pass reads them
-            ps.left, ps.right = (
-                {k: swap(v) for k, v in L.items()},
-                {k: swap(v) for k, v in R.items()},
-            )
-        self._run(ps, plan_.stages[index].nodes, own, None, errors)
-        kept = {k: ps.values[k] for k in plan_.keep[index]}
+        self._run(ps, plan_.stages[index].nodes, which == "diagonal", None, errors)
         if index < len(plan_.stages) - 1:
-            return kept, None, None
-        if own:
-            kept = {k: swap(ps.left[k]) for k in sorted(self.sided)}
-        ntk = self._kernel(ps, "ntk") if which != "nngp" else None
-        return kept, self._kernel(ps, "nngp"), ntk
+            return {k: ps.values[k] for k in plan_.keep[index]}, None, None
+        return self._results(ps, which)
+
+    def _pass(self, x1: Any, x2: Any, L: dict, R: dict, which: str, paired: bool) -> Pass:  # noqa: N803
+        """A pass's state; a cross pass reads the member diagonals L, R (members first)."""
+        if which == "diagonal":
+            return Pass(x1, x2, grid=False)
+        ps = Pass(x1, x2, grid=not paired)
+        ps.left, ps.right = {k: swap(v) for k, v in L.items()}, {k: swap(v) for k, v in R.items()}
+        return ps
+
+    def _results(self, ps: Pass, which: str) -> tuple[dict[int, Any], Any, Any]:
+        """The kernels of a finished pass, after the member diagonals (batch first) that the
+        diagonal pass hands to the cross pass."""
+        own = which == "diagonal"
+        sided = {k: swap(ps.left[k]) for k in sorted(self.sided)} if own else {}
+        ntk = None if which == "nngp" else self._kernel(ps, "ntk")
+        return sided, self._kernel(ps, "nngp"), ntk
 
     def _staged(
         self,
@@ -272,17 +278,10 @@ class TensorEvaluator:
         self, x1: Any, x2: Any, L: dict, R: dict, which: str, paired: bool, trace: dict
     ) -> tuple:  # noqa: N803
         """One whole pass, eagerly, recording every quantity (for diagnosis)."""
-        own = which == "diagonal"
-        ps = Pass(x1, x2, grid=not (paired or own))
-        if not own:
-            ps.left, ps.right = (
-                {k: swap(v) for k, v in L.items()},
-                {k: swap(v) for k, v in R.items()},
-            )
+        ps = self._pass(x1, x2, L, R, which, paired)
         nodes = tuple(k for stage in self.plans[which].stages for k in stage.nodes)
-        self._run(ps, nodes, own, trace, None)
-        sided = {k: swap(ps.left[k]) for k in sorted(self.sided)} if own else {}
-        return sided, self._kernel(ps, "nngp"), None if which == "nngp" else self._kernel(ps, "ntk")
+        self._run(ps, nodes, which == "diagonal", trace, None)
+        return self._results(ps, which)
 
     # -- the generated module's interface ---------------------------------------------------
 
